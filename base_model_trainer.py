@@ -1,0 +1,171 @@
+"""The LightningModule that trains and evaluates every model: data, optimisation, logging (spec 1.6)."""
+from argparse import Namespace
+
+import lightning as L
+import torch
+import torchmetrics
+from torch.utils.data import DataLoader
+
+from data.nlp import NLPCollator, build_nlp_datasets, load_tokenizer
+from data.samplers import ResumableBatchSampler
+from model.nlp.baseline_transformer import Baseline_Transformer_NLP
+from model.nlp.ebt import EBT_NLP
+from utils.optimization import build_lr_scheduler, build_param_groups
+
+MODELS = {("NLP", "ebt"): EBT_NLP, ("NLP", "baseline_transformer"): Baseline_Transformer_NLP}
+
+
+def build_model(hp):
+    """The model class for (modality, model_name), built from the hyperparameters."""
+    key = (hp["modality"], hp["model_name"])
+    if key not in MODELS:
+        raise ValueError(f"no model for --modality {key[0]} --model_name {key[1]}; "
+                         f"available: {sorted(MODELS)}")
+    return MODELS[key](hp)
+
+
+def step_seed(seed, step, rank=0, phase="train"):
+    """Seed of one step's randomness (the initial guesses), a pure function of (seed, step, rank, phase).
+
+    This is what makes a resumed run repeat an uninterrupted one exactly: nothing else that touches
+    the global RNG in between (data-loader seeding, validation) changes the thinking noise.
+    """
+    return hash((seed, step, rank, ("train", "valid", "test").index(phase))) % 2**63
+
+
+class TokenWeightedLoss(torchmetrics.Metric):
+    """Per-thinking-step loss and energy averaged over all target tokens of an epoch (not per batch).
+
+    exp of this mean is the true perplexity; the published mean of per-batch exp(loss) overstates it
+    (spec 11.5). Sums are all-reduced across DDP ranks.
+    """
+
+    def __init__(self, num_steps):
+        super().__init__()
+        self.add_state("loss_sum", torch.zeros(num_steps, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("energy_sum", torch.zeros(num_steps, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("tokens", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, step_losses, num_tokens, step_energies=None):
+        self.loss_sum += step_losses.double() * num_tokens
+        if step_energies is not None:
+            self.energy_sum += step_energies.double() * num_tokens
+        self.tokens += num_tokens
+
+    def compute(self):
+        tokens = self.tokens.clamp(min=1)
+        return self.loss_sum / tokens, self.energy_sum / tokens
+
+
+class ModelTrainer(L.LightningModule):
+    """Owns the datasets and splits, dataloaders, the model, the optimizer and the LR schedule."""
+
+    def __init__(self, hparams):
+        super().__init__()
+        hp = vars(hparams) if isinstance(hparams, Namespace) else dict(hparams)
+        self.save_hyperparameters(hp)
+        self.model = build_model(self.hparams)
+        num_steps = getattr(self.model.cfg, "mcmc_num_steps", 1) if hp["model_name"] == "ebt" else 1
+        self.valid_metric = TokenWeightedLoss(num_steps)
+        self.train_dataset = self.valid_dataset = None
+
+    # ------------------------------------------------------------------------------ data
+
+    def setup(self, stage):
+        if self.train_dataset is None:
+            hp = Namespace(**self.hparams)
+            self.tokenizer = load_tokenizer(hp.tokenizer)
+            self.train_dataset, self.valid_dataset = build_nlp_datasets(hp, self.tokenizer)
+
+    def _collator(self):
+        return NLPCollator(self.hparams.pad_token_id, self.hparams.context_length + 1)
+
+    def _loader_kwargs(self):
+        workers = self.hparams.num_workers
+        return dict(collate_fn=self._collator(), num_workers=workers, persistent_workers=workers > 0,
+                    pin_memory=torch.cuda.is_available(),
+                    prefetch_factor=self.hparams.prefetch_factor if workers > 0 else None)
+
+    def train_dataloader(self):
+        self.train_batch_sampler = ResumableBatchSampler(
+            len(self.train_dataset), self.hparams.batch_size_per_device, self.hparams.seed,
+            shuffle=not self.hparams.no_shuffle, rank=self.global_rank, world_size=self.trainer.world_size)
+        if getattr(self, "_resume_position", None):
+            self.train_batch_sampler.resume(*self._resume_position)
+        return DataLoader(self.train_dataset, batch_sampler=self.train_batch_sampler, **self._loader_kwargs())
+
+    def val_dataloader(self):
+        sampler = None
+        if self.trainer.world_size > 1:
+            sampler = torch.utils.data.distributed.DistributedSampler(self.valid_dataset, shuffle=False)
+        return DataLoader(self.valid_dataset, batch_size=self.hparams.batch_size_per_device, sampler=sampler,
+                          **self._loader_kwargs())
+
+    def on_save_checkpoint(self, checkpoint):
+        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
+        checkpoint["train_data_position"] = (self.current_epoch, progress.completed)
+
+    def on_load_checkpoint(self, checkpoint):
+        self._resume_position = checkpoint.get("train_data_position")
+
+    # ------------------------------------------------------------------------------ steps
+
+    def _forward(self, batch, phase, step):
+        cuda_devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda_devices):  # leaves the global RNG streams untouched
+            torch.manual_seed(step_seed(self.hparams.seed, step, self.global_rank, phase))
+            return self.model.forward_loss_wrapper(batch, phase)
+
+    def training_step(self, batch, batch_idx):
+        out = self._forward(batch, "train", self.global_step * self.trainer.accumulate_grad_batches + batch_idx)
+        logs = {k: v for k, v in out.items() if k not in ("step_losses", "step_energies", "num_tokens")}
+        for i, loss in enumerate(out["step_losses"]):
+            logs[f"loss_step_{i + 1}"] = loss
+        for i, energy in enumerate(out.get("step_energies", [])):
+            logs[f"energy_step_{i + 1}"] = energy
+        if isinstance(getattr(self.model, "alpha", None), torch.nn.Parameter):
+            logs["alpha"] = self.model.alpha.detach()
+        for group in self.optimizers().optimizer.param_groups:
+            logs[f"lr_{group['name']}"] = group["lr"]
+        self.log_dict({f"train_{k}": v for k, v in logs.items()}, prog_bar=False)
+        self.log("train_loss", out["loss"].detach(), prog_bar=True)
+        return out["loss"]
+
+    def validation_step(self, batch, batch_idx):
+        out = self._forward(batch, "valid", batch_idx)
+        self.valid_metric.update(out["step_losses"], out["num_tokens"], out.get("step_energies"))
+
+    def on_validation_epoch_end(self):
+        report = self.validation_report()
+        self.log("valid_loss", report.pop("valid_loss"), prog_bar=True)
+        self.log_dict(report)
+        self.valid_metric.reset()
+
+    def validation_report(self):
+        """valid_loss (the training objective: mean over steps) and per-step token-weighted losses."""
+        step_losses, step_energies = self.valid_metric.compute()
+        report = {"valid_loss": step_losses.mean().float(), "valid_final_step_loss": step_losses[-1].float(),
+                  "valid_perplexity": step_losses[-1].exp().float()}
+        for i, (loss, energy) in enumerate(zip(step_losses, step_energies)):
+            report[f"valid_loss_step_{i + 1}"] = loss.float()
+            report[f"valid_perplexity_step_{i + 1}"] = loss.exp().float()
+            if self.hparams.model_name == "ebt":
+                report[f"valid_energy_step_{i + 1}"] = energy.float()
+        return report
+
+    # ------------------------------------------------------------------------------ optimisation
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        groups = build_param_groups(self.model, hp.peak_learning_rate, hp.weight_decay,
+                                    hp.mcmc_step_size_lr_multiplier)
+        optimizer = torch.optim.AdamW(groups, betas=(hp.beta1, hp.beta2), eps=1e-8)
+        scheduler = build_lr_scheduler(optimizer, hp.warm_up_steps, hp.max_scheduling_steps, hp.min_lr_scale)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_after_backward(self):
+        if not self.hparams.log_gradients:
+            return
+        norms = [p.grad.norm() for p in self.model.parameters() if p.grad is not None]
+        if norms:
+            self.log("avg_gradient_norms", torch.stack(norms).mean())

@@ -1,0 +1,89 @@
+"""Typed model configs and the model-size presets (spec 1.3).
+
+Field names equal the published flag names, so a config is built from the hyperparameters that
+`train_model.py` produces (an argparse Namespace, or the dict stored in a checkpoint) with
+`Config.from_hparams(hp)`; fields missing from `hp` keep their defaults.
+"""
+from dataclasses import dataclass, fields
+
+# name: (layers, heads, embedding dim). small..xl follow Mamba's table; smaller ones were set
+# empirically by the EBT authors. The FFN width is not part of the table (hidden = D by default).
+MODEL_SIZES = {
+    "4xs": (2, 2, 128),
+    "3xs": (4, 4, 256),
+    "xxs": (6, 6, 384),
+    "2xs": (6, 6, 384),  # identical to xxs, as published
+    "xs": (12, 6, 384),
+    "small": (12, 12, 768),
+    "medium": (24, 16, 1024),
+    "large": (24, 16, 1536),
+    "xl": (24, 32, 2048),
+}
+
+# Peak learning rates the published size table suggests (comment in model_utils.model_sizes).
+SUGGESTED_PEAK_LR = {"4xs": 0.0024, "3xs": 0.0018, "xxs": 0.0012, "2xs": 0.0012, "xs": 0.0009,
+                     "small": 0.0006, "medium": 0.0003, "large": 0.00025, "xl": 0.0002}
+
+EBT_TYPES = ("default", "time_embed", "adaln", "adaln_zero")
+
+
+def _get(hp, name):
+    return hp.get(name) if isinstance(hp, dict) else getattr(hp, name, None)
+
+
+class _FromHparams:
+    @classmethod
+    def from_hparams(cls, hp, **overrides):
+        values = {f.name: _get(hp, f.name) for f in fields(cls)}
+        values = {k: v for k, v in values.items() if v is not None}
+        values.update(overrides)
+        return cls(**values)
+
+
+@dataclass
+class TransformerConfig(_FromHparams):
+    """The llama-style trunk shared by the Transformer++ and the autoregressive EBT."""
+    vocab_size: int = 258
+    context_length: int = 64
+    embedding_dim: int = 128
+    num_transformer_blocks: int = 2
+    multiheaded_attention_heads: int = 2
+    ffn_dim_multiplier: float | None = None
+    weight_initialization_method: str = "xavier"
+    weight_initialization_gain: float = 1.0
+    pad_token_id: int = -100  # ignored by the loss
+
+    def __post_init__(self):
+        if self.embedding_dim % self.multiheaded_attention_heads:
+            raise ValueError(f"embedding_dim {self.embedding_dim} is not divisible by "
+                             f"multiheaded_attention_heads {self.multiheaded_attention_heads}")
+        if (self.embedding_dim // self.multiheaded_attention_heads) % 2:
+            raise ValueError("the head dimension (embedding_dim / heads) must be even for rotary embeddings")
+
+
+@dataclass
+class EBTConfig(TransformerConfig):
+    """Autoregressive EBT: the trunk plus the System 1 thinking options (spec 2.6)."""
+    ebt_type: str = "time_embed"
+    mcmc_num_steps: int = 2
+    mcmc_step_size: float = 500.0
+    mcmc_step_size_learnable: bool = True
+    normalize_initial_condition: bool = True
+    denoising_initial_condition: str = "random_noise"
+    gaussian_random_noise_scaling: float = 1.0
+    vocab_to_embed_uses_prob_dist: bool = False
+    ebt_attention: str = "fast"  # "fast" (cached observed stream) or "reference" (one masked attention)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.ebt_type not in EBT_TYPES:
+            raise ValueError(f"ebt_type {self.ebt_type!r} is not one of {EBT_TYPES}")
+        if self.ebt_attention not in ("fast", "reference"):
+            raise ValueError(f"ebt_attention {self.ebt_attention!r} must be 'fast' or 'reference'")
+        if self.denoising_initial_condition not in ("random_noise", "zeros"):
+            raise ValueError("denoising_initial_condition must be random_noise or zeros for NLP")
+        if self.vocab_to_embed_uses_prob_dist and not self.normalize_initial_condition:
+            raise ValueError("vocab_to_embed_uses_prob_dist needs normalize_initial_condition "
+                             "(the predicted distribution must be probabilities)")
+        if self.mcmc_num_steps < 1:
+            raise ValueError("mcmc_num_steps must be at least 1")

@@ -1,0 +1,36 @@
+"""Transformer++ language model: the baseline EBTs are compared against (spec 3)."""
+import torch
+import torch.nn as nn
+
+from model.blocks import init_linear
+from model.config import TransformerConfig
+from model.nlp.common import count_target_tokens, inputs_and_targets, next_token_loss
+from model.transformer import CausalTransformer
+
+
+class Baseline_Transformer_NLP(nn.Module):
+    """Token embedding -> causal transformer -> untied Linear(D, V) head -> next-token logits."""
+
+    def __init__(self, hparams):
+        super().__init__()
+        cfg = hparams if isinstance(hparams, TransformerConfig) else TransformerConfig.from_hparams(hparams)
+        self.cfg = cfg
+        self.embeddings = nn.Embedding(cfg.vocab_size, cfg.embedding_dim)  # N(0, 1), as published
+        self.transformer = CausalTransformer(cfg)
+        self.output = nn.Linear(cfg.embedding_dim, cfg.vocab_size, bias=False)
+        init_linear(self.output, cfg.weight_initialization_method, cfg.weight_initialization_gain)
+
+    def forward(self, input_ids):
+        """input_ids (B, n) -> logits (B, n, V)."""
+        return self.output(self.transformer(self.embeddings(input_ids)))
+
+    def forward_loss_wrapper(self, batch, phase="train"):
+        inputs, targets = inputs_and_targets(batch)
+        loss = next_token_loss(self(inputs), targets, self.cfg.pad_token_id)
+        return {
+            "loss": loss,
+            "final_step_loss": loss.detach(),
+            "perplexity": loss.detach().exp(),
+            "step_losses": loss.detach().unsqueeze(0),  # (1,): one "step" for the per-step reports
+            "num_tokens": count_target_tokens(targets, self.cfg.pad_token_id),
+        }

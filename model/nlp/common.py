@@ -1,0 +1,18 @@
+"""Pieces both language models share: next-token targets and the token-level loss."""
+import torch
+import torch.nn.functional as F
+
+
+def inputs_and_targets(batch):
+    """Rows of C+1 token ids -> inputs (B, C) and next-token targets (B, C)."""
+    ids = batch["input_ids"]
+    return ids[:, :-1], ids[:, 1:]
+
+
+def next_token_loss(logits, targets, pad_token_id):
+    """Mean cross-entropy over non-pad targets. logits (B, n, V), targets (B, n)."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=pad_token_id)
+
+
+def count_target_tokens(targets, pad_token_id):
+    return (targets != pad_token_id).sum()

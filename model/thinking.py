@@ -1,0 +1,58 @@
+"""The one energy-minimisation loop ("thinking") shared by every EBT.
+
+A modality supplies `energy_fn(prediction, landscape) -> energies (B, n)` (one scalar per predicted
+position, or (B,) for whole-sample energies) and an initial state; the loop walks down the energy:
+
+    state_0 = initial guess
+    for each step i, on energy landscape k(i):
+        prediction = normalize(state_i)                 # NLP: softmax(logits); others: identity
+        E = energy_fn(prediction, k(i))
+        state_{i+1} = prediction - step_size * dE/dprediction
+
+With `normalize = softmax` this is the published NLP rule (spec 2.6): the gradient is taken with
+respect to the *probabilities* and `p - alpha * dE/dp` becomes the next logits. That is the method as
+published, not a bug.
+
+Training differentiates the loss through dE/dprediction (create_graph=True): a second-order graph.
+Evaluation passes create_graph=False so no such graph is built.
+"""
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class ThinkingResult:
+    """States after each step (what the loss sees) and the energy evaluated before each update."""
+    states: list = field(default_factory=list)  # each like the initial state, e.g. (B, n, V) logits
+    energies: list = field(default_factory=list)  # each (B, n): energy of the prediction the step started from
+
+
+def landscape_schedule(num_landscapes):
+    """Energy-landscape index of every step: one step per landscape, [0, 1, ..., L-1] (spec 2.6 step 5)."""
+    return list(range(num_landscapes))
+
+
+def think(energy_fn, initial_state, step_size, landscapes, *, create_graph, normalize=None,
+          detach_between_steps=True):
+    """Run gradient descent on the energy from `initial_state`, one step per entry of `landscapes`.
+
+    step_size: scalar tensor or a tensor broadcastable to the state (e.g. (B, n, 1) per position).
+    detach_between_steps: cut the graph between steps (published default); the loss at step i then
+    backpropagates through step i's energy gradient only.
+    """
+    result = ThinkingResult()
+    state = initial_state
+    with torch.enable_grad():  # thinking needs input gradients even under validation's no_grad
+        for landscape in landscapes:
+            if detach_between_steps or not state.requires_grad:
+                state = state.detach().requires_grad_()
+            prediction = normalize(state) if normalize is not None else state
+            energy = energy_fn(prediction, landscape)
+            (grad,) = torch.autograd.grad(energy.sum(), prediction, create_graph=create_graph)
+            state = prediction - step_size * grad
+            if not create_graph:  # evaluation: keep no graph alive across steps
+                state, energy = state.detach(), energy.detach()
+            result.energies.append(energy)
+            result.states.append(state)
+    return result

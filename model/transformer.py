@@ -1,0 +1,26 @@
+"""Transformer++ trunk (spec 3): llama-style pre-norm blocks with standard causal attention."""
+import torch
+import torch.nn as nn
+
+from model.attention import causal_attention
+from model.blocks import Block, RMSNorm, RotaryEmbedding, ffn_hidden_dim
+
+
+class CausalTransformer(nn.Module):
+    """Blocks + final RMSNorm over token embeddings (B, T, D) -> hidden states (B, T, D)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        D = cfg.embedding_dim
+        self.layers = nn.ModuleList(
+            Block(D, cfg.multiheaded_attention_heads, ffn_hidden_dim(D, cfg.ffn_dim_multiplier),
+                  init_method=cfg.weight_initialization_method, init_gain=cfg.weight_initialization_gain)
+            for _ in range(cfg.num_transformer_blocks))
+        self.norm = RMSNorm(D)
+        self.rope = RotaryEmbedding(D // cfg.multiheaded_attention_heads, cfg.context_length + 1)
+
+    def forward(self, x):
+        positions = torch.arange(x.shape[1], device=x.device)
+        for layer in self.layers:
+            x = layer(x, self.rope, positions, causal_attention)
+        return self.norm(x)

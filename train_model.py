@@ -1,0 +1,173 @@
+"""Train an EBT or a Transformer++ (spec 1.1). `python train_model.py` runs the offline CPU quickstart."""
+import os
+import random
+import sys
+import time
+import warnings
+
+from utils.cli import UsageError, parse_args
+
+
+def choose_devices(gpus):
+    """(accelerator, devices, num_nodes) from --gpus; CPU when no GPU is visible (the published code refused)."""
+    import json
+
+    import torch
+
+    num_nodes = int(os.environ.get("SLURM_JOB_NUM_NODES", 1))
+    if not torch.cuda.is_available():
+        if gpus not in ("-1", "0"):
+            print(f"note: --gpus {gpus} asked for GPUs but none is visible; training on CPU")
+        return "cpu", 1, 1
+    if gpus.startswith("["):
+        return "gpu", json.loads(gpus), num_nodes
+    count = int(gpus)
+    return ("cpu", 1, 1) if count == 0 else ("gpu", -1 if count < 0 else count, num_nodes)
+
+
+def wandb_configured(args):
+    """Use W&B only where it can work: a key, or an explicit offline mode; never block the default run."""
+    if args.no_wandb or os.environ.get("WANDB_MODE") == "disabled":
+        return False
+    if args.wandb_offline or os.environ.get("WANDB_MODE") in ("offline", "dryrun"):
+        return True
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = os.path.expanduser("~/.netrc")
+    return os.path.exists(netrc) and "api.wandb.ai" in open(netrc).read()
+
+
+def print_validation_table(report, num_steps):
+    print("\nvalidation (token-weighted over the whole validation set):")
+    print(f"  {'after step':>10}  {'loss':>8}  {'perplexity':>10}")
+    for i in range(1, num_steps + 1):
+        print(f"  {i:>10}  {report[f'valid_loss_step_{i}']:>8.4f}  {report[f'valid_perplexity_step_{i}']:>10.3f}")
+
+
+def main(argv=None):
+    try:
+        args = parse_args(argv)
+    except UsageError as error:
+        print(error, file=sys.stderr)
+        return 2
+
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary, TQDMProgressBar
+    from lightning.pytorch.loggers import CSVLogger
+
+    from base_model_trainer import ModelTrainer
+    from data.nlp import load_tokenizer
+    from utils.checkpointing import AtomicCheckpointIO
+    from utils.plotting import plot_training_curves
+    from utils.text_logger import tee_console
+
+    if args.is_random_seed:
+        args.seed = random.randint(0, 10**6)
+    L.seed_everything(args.seed, workers=True, verbose=False)
+
+    run_dir = os.path.join(args.log_dir, args.run_name, time.strftime("%Y-%m-%d_%H-%M-%S"))
+    os.makedirs(run_dir, exist_ok=True)
+    tee_console(os.path.join(run_dir, args.console_log_filename))
+    print(f"run folder: {run_dir}")
+
+    try:
+        tokenizer = load_tokenizer(args.tokenizer)
+    except ValueError as error:
+        print(f"train_model.py: error: {error}", file=sys.stderr)
+        return 2
+    args.vocab_size, args.pad_token_id = len(tokenizer), tokenizer.pad_token_id
+
+    accelerator, devices, num_nodes = choose_devices(args.gpus)
+    num_devices = (torch.cuda.device_count() if devices == -1 else
+                   len(devices) if isinstance(devices, list) else devices) * num_nodes
+    args.effective_batch_size = num_devices * args.batch_size_per_device * args.accumulate_grad_batches
+    if args.lr_scaling_rule:
+        args.peak_learning_rate *= args.effective_batch_size / 256
+    if args.set_matmul_precision:
+        torch.set_float32_matmul_precision(args.set_matmul_precision)
+    if args.detect_anomaly:
+        torch.autograd.set_detect_anomaly(True)
+
+    module = ModelTrainer(args)
+    if args.compile_model:
+        module.model = torch.compile(module.model)
+    n_params = sum(p.numel() for p in module.model.parameters())
+    print(f"model: {args.model_name}-{args.model_size} ({args.num_transformer_blocks} layers, "
+          f"{args.multiheaded_attention_heads} heads, width {args.embedding_dim}), {n_params / 1e6:.2f}M parameters, "
+          f"vocabulary {args.vocab_size}, context {args.context_length}, {accelerator} x {num_devices}, "
+          f"effective batch {args.effective_batch_size}")
+    if args.log_model_archi:
+        print(module.model)
+
+    loggers = [CSVLogger(run_dir, name="", version="")]
+    if wandb_configured(args):
+        from lightning.pytorch.loggers import WandbLogger
+
+        wandb_logger = WandbLogger(name=args.run_name, project=args.wandb_project, entity=args.wandb_entity or None,
+                                   save_dir=run_dir, offline=args.wandb_offline, tags=args.wandb_tags)
+        if args.wandb_watch:
+            wandb_logger.watch(module.model, log="all", log_freq=args.wandb_watch_log_freq)
+        loggers.append(wandb_logger)
+    elif not args.no_wandb:
+        print("W&B: no API key or offline mode found, logging locally only (wandb login, or --no_wandb to silence)")
+
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, monitor=args.checkpoint_monitor_string,
+                                 mode=args.checkpoint_monitor_mode, save_top_k=args.save_top_k_ckpts, save_last=True,
+                                 filename="step={step}-valid_loss={valid_loss:.4f}", auto_insert_metric_name=False)
+    callbacks = [checkpoint, TQDMProgressBar(refresh_rate=max(1, args.log_every_n_steps // 2))]
+    if args.log_model_archi:
+        callbacks.append(ModelSummary(max_depth=-1))
+    strategy = "auto"
+    if num_devices > 1:
+        strategy = args.distributed_strategy
+        if args.find_unused_parameters:
+            from lightning.pytorch.strategies import DDPStrategy
+
+            strategy = DDPStrategy(find_unused_parameters=True)
+    val_check = args.val_check_interval
+    if isinstance(val_check, int):
+        val_check *= args.accumulate_grad_batches  # Lightning counts micro-batches; we mean optimizer steps
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+
+    trainer = L.Trainer(
+        accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
+        precision=args.float_precision, max_steps=args.max_steps, max_epochs=-1, logger=loggers,
+        callbacks=callbacks, plugins=[AtomicCheckpointIO()], enable_model_summary=args.log_model_archi,
+        num_sanity_val_steps=args.val_sanity, fast_dev_run=args.fast_dev_run,
+        limit_train_batches=args.limit_train_batches, limit_val_batches=args.limit_val_batches,
+        overfit_batches=args.overfit_batches, val_check_interval=val_check,
+        check_val_every_n_epoch=args.check_val_every_n_epoch if val_check is None or args.check_val_every_n_epoch
+        else None,
+        gradient_clip_val=args.gradient_clip_val if args.gradient_clip_val > 0 else None,
+        accumulate_grad_batches=args.accumulate_grad_batches, deterministic=args.deterministic,
+        profiler=args.profiler, log_every_n_steps=args.log_every_n_steps, detect_anomaly=args.detect_anomaly,
+        use_distributed_sampler=False,  # our samplers shard by rank themselves
+        inference_mode=False)  # the EBT takes input gradients while validating
+
+    start = time.time()
+    trainer.fit(module, ckpt_path=args.resume_training_ckpt or None)
+    train_seconds = time.time() - start
+    if args.fast_dev_run:
+        return 0
+    last_ckpt = os.path.join(ckpt_dir, "last.ckpt")
+    trainer.save_checkpoint(last_ckpt)  # the final weights, whatever the validation cadence
+
+    trainer.validate(module, verbose=False)
+    report = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("valid_")}
+    num_steps = sum(1 for k in report if k.startswith("valid_loss_step_"))
+    print_validation_table(report, num_steps)
+    print(f"trained {trainer.global_step} steps in {train_seconds / 60:.1f} min")
+
+    metrics_csv = os.path.join(run_dir, "metrics.csv")
+    plot = plot_training_curves(metrics_csv, os.path.join(run_dir, "training_curves.png"),
+                                title=f"{args.model_name}-{args.model_size} on {args.dataset_name}")
+    print(f"checkpoints: {ckpt_dir} (best: {checkpoint.best_model_path or last_ckpt})")
+    print(f"metrics:     {metrics_csv}")
+    print(f"plot:        {plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,279 @@
+"""Command line of train_model.py: the published flag names (spec 12.4), grouped, each with help.
+
+Defaults are the offline CPU quickstart's (a tiny EBT on the bundled Shakespeare corpus); the
+paper's settings live in job_scripts/. Only implemented flags are accepted: an unknown flag, a
+published flag whose feature has not landed yet, or an impossible combination stops the run before
+any work, with one line that says what to change.
+"""
+import argparse
+import os
+import sys
+
+from model.config import EBT_TYPES, MODEL_SIZES
+
+# Published flags whose features are not implemented yet, and where they will come from.
+PLANNED_FLAGS = {
+    **dict.fromkeys([
+        "langevin_dynamics_noise", "langevin_dynamics_noise_learnable", "no_langevin_during_eval",
+        "randomize_mcmc_step_size_scale", "randomize_mcmc_num_steps", "randomize_mcmc_num_steps_min",
+        "randomize_mcmc_num_steps_final_landscape", "no_mcmc_detach", "truncate_mcmc", "clamp_futures_grad",
+        "clamp_futures_grad_max_change", "clamp_max_after_warm_up", "absolute_clamp", "contrastive_loss",
+        "contrastive_loss_coeff", "soften_target_prob_dist", "mcmc_replay_buffer", "mcmc_replay_buffer_size",
+        "mcmc_replay_buffer_sample_bs_percent", "only_test", "only_test_model_ckpt", "infer_ebt_advanced",
+        "infer_ebt_num_steps", "infer_ebt_override_alpha", "infer_langevin_dynamics_noise",
+        "infer_langevin_first_step", "infer_generated_samples", "infer_energy_sampling_technique",
+        "infer_accept_lower_energies", "infer_steps_final_landscape", "infer_alpha_final_landscape",
+        "infer_max_gen_len", "infer_echo", "infer_temp", "infer_topp", "infer_topk", "infer_output_dir",
+        "finetuning_model_ckpt"], "System 2 and evaluation (issue 3)"),
+    **dict.fromkeys([
+        "image_task", "denoise_images_noise_level", "randomize_denoise_images_noise_level", "patch_size",
+        "image_dims", "diffusion_steps", "use_deterministic_reverse", "infer_increase_steps",
+        "infer_recurse_diffusion_n_times", "log_image_every_n_steps"], "image denoising (issue 4)"),
+    **dict.fromkeys([
+        "backbone_type", "vit_backbone_size", "time_between_frames", "sampling_rate", "use_raw_framerate",
+        "vae_normalization", "sdxl_vae_standardization", "weight_tie_vae_proj", "custom_image_normalization",
+        "infer_video_condition_frames", "infer_generate_video"], "video (issue 5)"),
+}
+PLANNED_VALUES = {("modality", "IMG"): "image denoising (issue 4)", ("modality", "VID"): "video (issue 5)",
+                  ("model_name", "dit"): "image denoising (issue 4)",
+                  ("execution_mode", "finetune"): "System 2 and evaluation (issue 3)",
+                  ("execution_mode", "inference"): "System 2 and evaluation (issue 3)"}
+
+
+class UsageError(SystemExit):
+    """A bad command line: printed as one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"train_model.py: error: {message} (python train_model.py --help lists every flag)")
+
+
+def build_parser():
+    p = Parser(description="Train an Energy-Based Transformer or a Transformer++ baseline.",
+               formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
+    g = p.add_argument_group("core")
+    g.add_argument("--run_name", default="quickstart", help="name of the run; logs go to <log_dir>/<run_name>/<time>/")
+    g.add_argument("--modality", default="NLP", choices=["NLP", "IMG", "VID"], help="data modality")
+    g.add_argument("--model_name", default="ebt", choices=["ebt", "baseline_transformer", "dit"],
+                   help="ebt = Energy-Based Transformer; baseline_transformer = Transformer++ (Llama-style)")
+    g.add_argument("--model_size", default="4xs", choices=list(MODEL_SIZES),
+                   help="preset (layers, heads, width) of spec 1.3; --override_* flags win over it")
+    g.add_argument("--seed", type=int, default=33, help="seed of initialisation, data split/order and thinking noise")
+    g.add_argument("--is_random_seed", action="store_true", help="draw a random seed instead of --seed")
+
+    g = p.add_argument_group("NLP")
+    g.add_argument("--tokenizer", default="byte",
+                   help="byte (built in, 258 ids), neox (bundled GPT-NeoX-20B file), a Hugging Face name "
+                        "such as EleutherAI/gpt-neox-20b, or a local tokenizer.json / directory")
+    g.add_argument("--pretokenize_dataset", action="store_true",
+                   help="pajama/fineweb: tokenize once and cache the result on disk")
+    g.add_argument("--normalize_initial_condition", action=argparse.BooleanOptionalAction, default=True,
+                   help="softmax the predicted logits before the energy (the paper's setting)")
+    g.add_argument("--vocab_to_embed_uses_prob_dist", action="store_true",
+                   help="embed predictions as probs @ token embeddings (tied) instead of a V x D matrix")
+
+    g = p.add_argument_group("EBT thinking (System 1)")
+    g.add_argument("--ebt_type", default="time_embed", choices=EBT_TYPES,
+                   help="how the energy landscape index enters the transformer (spec 2.3-2.5)")
+    g.add_argument("--mcmc_num_steps", type=int, default=2, help="thinking steps = energy landscapes")
+    g.add_argument("--mcmc_step_size", type=float, default=500.0, help="step size alpha of the gradient update")
+    g.add_argument("--mcmc_step_size_learnable", action=argparse.BooleanOptionalAction, default=True,
+                   help="learn alpha (in its own optimizer group)")
+    g.add_argument("--mcmc_step_size_lr_multiplier", type=float, default=1500.0,
+                   help="alpha's learning rate = peak lr x this (rule of thumb: 3 x alpha)")
+    g.add_argument("--denoising_initial_condition", default="random_noise", choices=["random_noise", "zeros"],
+                   help="initial guess of the predicted logits")
+    g.add_argument("--gaussian_random_noise_scaling", type=float, default=1.0,
+                   help="std of the random initial guess")
+    g.add_argument("--ebt_attention", default="fast", choices=["fast", "reference"],
+                   help="fast = observed stream cached across steps; reference = one masked attention "
+                        "over [observed; predictions] every step (slow, for checking)")
+
+    g = p.add_argument_group("architecture")
+    g.add_argument("--context_length", type=int, default=64, help="tokens the model reads per row (C)")
+    g.add_argument("--override_embedding_dim", type=int, default=0, help="width D (> 0 overrides the preset)")
+    g.add_argument("--override_transformer_blocks", type=int, default=0, help="layers (> 0 overrides the preset)")
+    g.add_argument("--multiheaded_attention_heads", type=int, default=0,
+                   help="attention heads (> 0 overrides the preset; must divide the width)")
+    g.add_argument("--ffn_dim_multiplier", type=float, default=None, help="SwiGLU hidden = D x this (default: D)")
+    g.add_argument("--weight_initialization_method", default="xavier", choices=["xavier", "he"],
+                   help="init of every Linear")
+    g.add_argument("--weight_initialization_gain", type=float, default=1.0, help="multiplies the Linear init")
+
+    g = p.add_argument_group("hardware")
+    g.add_argument("--gpus", default="-1", help="-1 = all visible GPUs (CPU when none), N, or a JSON list of ids")
+    g.add_argument("--distributed_strategy", default="ddp", help="Lightning strategy when using several devices")
+
+    g = p.add_argument_group("training")
+    g.add_argument("--execution_mode", default="pretrain", choices=["pretrain", "finetune", "inference"],
+                   help="pretrain trains on the whole text")
+    g.add_argument("--batch_size_per_device", type=int, default=32, help="rows per device per micro-batch")
+    g.add_argument("--accumulate_grad_batches", type=int, default=1, help="micro-batches per optimizer step")
+    g.add_argument("--gradient_clip_val", type=float, default=1.0, help="global grad-norm clip (<= 0: off)")
+    g.add_argument("--max_steps", type=int, default=400, help="optimizer steps to train")
+    g.add_argument("--deterministic", action="store_true", help="ask torch for deterministic kernels")
+
+    g = p.add_argument_group("optimizer and schedule")
+    g.add_argument("--peak_learning_rate", type=float, default=0.0024, help="AdamW lr after warm-up")
+    g.add_argument("--weight_decay", type=float, default=0.01, help="AdamW weight decay (not on alpha)")
+    g.add_argument("--beta1", type=float, default=0.9, help="AdamW beta1")
+    g.add_argument("--beta2", type=float, default=0.999, help="AdamW beta2")
+    g.add_argument("--warm_up_steps", type=int, default=40, help="linear warm-up steps")
+    g.add_argument("--max_scheduling_steps", type=int, default=-1,
+                   help="length of warm-up + cosine decay (-1: --max_steps)")
+    g.add_argument("--min_lr_scale", type=float, default=10, help="each group decays to its peak / this")
+    g.add_argument("--lr_scaling_rule", action="store_true",
+                   help="scale the peak lr by effective batch size / 256")
+    g.add_argument("--optimizer", default="adamw", choices=["adamw"], help="optimizer")
+
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset_name", default="shakespeare",
+                   help="shakespeare | bbc_news (bundled) | text (--dataset_dir) | pajama | fineweb | nlp_synthetic")
+    g.add_argument("--dataset_dir", default="", help="local data folder (text files, or a saved/HF cache copy)")
+    g.add_argument("--validation_split_pct", type=float, default=0.01, help="fraction of rows held out for validation")
+    g.add_argument("--num_workers", type=int, default=0, help="data-loader workers per device")
+    g.add_argument("--prefetch_factor", type=int, default=None, help="batches prefetched per worker")
+    g.add_argument("--no_shuffle", action="store_true", help="train in corpus order")
+    g.add_argument("--val_check_interval", type=float, default=100,
+                   help="validate every N optimizer steps (int) or fraction of an epoch (< 1)")
+    g.add_argument("--check_val_every_n_epoch", type=int, default=None, help="validate every N epochs instead")
+    g.add_argument("--limit_train_batches", type=float, default=1.0, help="fraction or number of train batches")
+    g.add_argument("--limit_val_batches", type=float, default=1.0, help="fraction or number of val batches")
+    g.add_argument("--val_sanity", type=int, default=0, help="validation batches run before training")
+
+    g = p.add_argument_group("Weights & Biases")
+    g.add_argument("--no_wandb", action="store_true", help="never use W&B (local logs only)")
+    g.add_argument("--wandb_entity", default="", help="W&B entity")
+    g.add_argument("--wandb_project", default="EBT", help="W&B project")
+    g.add_argument("--wandb_tags", nargs="*", default=None, help="W&B tags")
+    g.add_argument("--wandb_offline", action="store_true", help="W&B offline mode (sync later)")
+    g.add_argument("--wandb_watch", action="store_true", help="log gradients/parameter histograms to W&B")
+    g.add_argument("--wandb_watch_log_freq", type=int, default=1000, help="steps between W&B watch logs")
+
+    g = p.add_argument_group("logging")
+    g.add_argument("--log_dir", default="logs", help="root folder of runs (metrics.csv, plot, checkpoints)")
+    g.add_argument("--console_log_filename", default="console.log", help="copy of the terminal in the run folder")
+    g.add_argument("--log_every_n_steps", type=int, default=10, help="steps between logged training metrics")
+    g.add_argument("--log_model_archi", action="store_true", help="print the model and a layer summary")
+    g.add_argument("--log_gradients", action="store_true", help="log the mean per-tensor gradient norm")
+
+    g = p.add_argument_group("checkpointing")
+    g.add_argument("--resume_training_ckpt", default="", help="checkpoint to continue training from")
+    g.add_argument("--checkpoint_monitor_string", default="valid_loss", help="metric that picks the best checkpoint")
+    g.add_argument("--checkpoint_monitor_mode", default="min", choices=["min", "max"], help="best = min or max")
+    g.add_argument("--save_top_k_ckpts", type=int, default=1, help="best checkpoints kept (plus last.ckpt)")
+
+    g = p.add_argument_group("precision and speed")
+    g.add_argument("--float_precision", default="32-true",
+                   choices=["32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true"], help="Lightning precision")
+    g.add_argument("--set_matmul_precision", default=None, choices=["highest", "high", "medium"],
+                   help="torch.set_float32_matmul_precision (TF32 on Ampere+)")
+    g.add_argument("--compile_model", action="store_true",
+                   help="torch.compile the model (Transformer++ only: compile cannot double-backward)")
+
+    g = p.add_argument_group("slurm")
+    g.add_argument("--is_slurm_run", action="store_true", help="refuse debug settings (set by job scripts under Slurm)")
+    g.add_argument("--override_slurm_checks", action="store_true", help="allow debug settings under Slurm")
+
+    g = p.add_argument_group("debugging")
+    g.add_argument("--debug_mode", action="store_true",
+                   help="no W&B, anomaly detection, one training batch per epoch")
+    g.add_argument("--fast_dev_run", action="store_true", help="one train and one val batch, then stop")
+    g.add_argument("--detect_anomaly", action="store_true", help="torch.autograd anomaly detection")
+    g.add_argument("--overfit_batches", type=float, default=0.0, help="train on this many batches only")
+    g.add_argument("--profiler", default=None, choices=["simple", "advanced"], help="Lightning profiler")
+    g.add_argument("--find_unused_parameters", action="store_true", help="DDP find_unused_parameters")
+    return p
+
+
+def _planned_flag_error(argv):
+    for token in argv:
+        if token.startswith("--"):
+            name = token[2:].split("=", 1)[0]
+            if name in PLANNED_FLAGS:
+                return (f"--{name} belongs to {PLANNED_FLAGS[name]}, which is not implemented yet; "
+                        "remove it from the command")
+    return None
+
+
+def resolve_model_size(args):
+    layers, heads, dim = MODEL_SIZES[args.model_size]
+    args.num_transformer_blocks = args.override_transformer_blocks or layers
+    args.embedding_dim = args.override_embedding_dim or dim
+    args.multiheaded_attention_heads = args.multiheaded_attention_heads or heads
+
+
+def validate(args):
+    """Reject impossible combinations before any work; returns the first problem or None."""
+    for (flag, value), where in PLANNED_VALUES.items():
+        if getattr(args, flag) == value:
+            return f"--{flag} {value} belongs to {where}, which is not implemented yet"
+    if args.modality == "NLP" and args.model_name == "dit":
+        return "--model_name dit is an image model; use ebt or baseline_transformer for NLP"
+    if args.embedding_dim % args.multiheaded_attention_heads:
+        return (f"--multiheaded_attention_heads {args.multiheaded_attention_heads} does not divide the width "
+                f"{args.embedding_dim}; pick a divisor or change --override_embedding_dim")
+    if (args.embedding_dim // args.multiheaded_attention_heads) % 2:
+        return "the head width (embedding dim / heads) must be even for rotary embeddings; change the head count"
+    if args.context_length < 2:
+        return f"--context_length {args.context_length} is too short; use at least 2"
+    if args.vocab_to_embed_uses_prob_dist and not args.normalize_initial_condition:
+        return "--vocab_to_embed_uses_prob_dist needs --normalize_initial_condition (predictions must be probabilities)"
+    if args.mcmc_num_steps < 1:
+        return "--mcmc_num_steps must be at least 1"
+    if args.mcmc_step_size <= 0:
+        return "--mcmc_step_size must be positive"
+    if args.batch_size_per_device < 1 or args.accumulate_grad_batches < 1:
+        return "--batch_size_per_device and --accumulate_grad_batches must be at least 1"
+    if not 0 < args.validation_split_pct < 1:
+        return "--validation_split_pct is a fraction in (0, 1), e.g. 0.01"
+    if args.max_steps < 1:
+        return "--max_steps must be at least 1"
+    if args.warm_up_steps < 0 or args.max_scheduling_steps < args.warm_up_steps:
+        return "--max_scheduling_steps must be at least --warm_up_steps"
+    if args.min_lr_scale < 1:
+        return "--min_lr_scale must be >= 1 (the floor is peak / min_lr_scale)"
+    if args.compile_model and args.model_name == "ebt":
+        return "--compile_model cannot be used with the EBT: torch.compile cannot double-backward; drop the flag"
+    if args.dataset_name == "text" and not args.dataset_dir:
+        return "--dataset_name text needs --dataset_dir pointing at a folder of .txt files"
+    if args.dataset_dir and not os.path.exists(args.dataset_dir) and args.dataset_name not in ("pajama", "fineweb"):
+        return f"--dataset_dir {args.dataset_dir} does not exist"
+    if args.resume_training_ckpt and not os.path.isfile(args.resume_training_ckpt):
+        return f"--resume_training_ckpt {args.resume_training_ckpt}: no such file"
+    if args.is_slurm_run and not args.override_slurm_checks:
+        debug = [f for f in ("debug_mode", "detect_anomaly", "fast_dev_run", "find_unused_parameters")
+                 if getattr(args, f)] + [f for f in ("limit_train_batches", "limit_val_batches")
+                                         if getattr(args, f) == 1 and isinstance(getattr(args, f), int)]
+        if debug:
+            return f"debug settings {debug} in a Slurm run; remove them or pass --override_slurm_checks"
+    return None
+
+
+def parse_args(argv=None):
+    """Parse, resolve presets and derived values, validate. Raises UsageError with one line."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    message = _planned_flag_error(argv)
+    if message:
+        parser.error(message)
+    args = parser.parse_args(argv)
+    if args.dataset_name not in ("shakespeare", "bbc_news", "text", "pajama", "fineweb", "nlp_synthetic"):
+        parser.error(f"--dataset_name {args.dataset_name} is unknown; use shakespeare, bbc_news, text, pajama, "
+                     "fineweb or nlp_synthetic")
+    resolve_model_size(args)
+    if args.max_scheduling_steps == -1:
+        args.max_scheduling_steps = args.max_steps
+    if args.debug_mode:
+        args.no_wandb, args.detect_anomaly, args.limit_train_batches = True, True, 1
+    for name in ("limit_train_batches", "limit_val_batches", "overfit_batches", "val_check_interval"):
+        value = getattr(args, name)
+        if value is not None and value > 1 and float(value).is_integer():
+            setattr(args, name, int(value))  # Lightning reads ints as counts, floats as fractions
+    if args.val_check_interval == 1.0:
+        args.val_check_interval = None  # once per epoch
+    message = validate(args)
+    if message:
+        parser.error(message)
+    return args

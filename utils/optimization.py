@@ -1,0 +1,40 @@
+"""AdamW parameter groups and the warm-up + cosine schedule (spec 1.7, 1.8)."""
+import math
+
+import torch
+
+
+def build_param_groups(model, peak_lr, weight_decay, step_size_lr_multiplier):
+    """Two groups: the EBT step size alpha (lr x multiplier, no weight decay) and every other parameter.
+
+    Groups are formed by parameter identity, not by name: the published substring filter on "alpha"
+    silently dropped any other parameter with "alpha" in its name (spec 11.17).
+    """
+    alpha = getattr(model, "alpha", None)
+    others = [p for p in model.parameters() if p is not alpha]
+    groups = [{"params": others, "lr": peak_lr, "weight_decay": weight_decay, "name": "model"}]
+    if isinstance(alpha, torch.nn.Parameter):
+        groups.insert(0, {"params": [alpha], "lr": peak_lr * step_size_lr_multiplier, "weight_decay": 0.0,
+                          "name": "alpha"})
+    return groups
+
+
+def warmup_cosine_factor(step, warm_up_steps, max_scheduling_steps, min_lr_scale):
+    """LR multiplier of optimizer step `step` (0-based), applied to each group's own peak lr.
+
+    Warm-up: step k uses (k+1)/W of the peak, so step W-1 is at the peak. Then a cosine over
+    max_scheduling_steps - W steps down to 1/min_lr_scale of the peak, where it stays.
+    Fix of the published bug (spec 1.8, 11.4): each group decays to ITS OWN peak / min_lr_scale
+    (one shared eta_min sent the 1500x alpha group to the main group's floor).
+    """
+    if warm_up_steps > 0 and step < warm_up_steps:
+        return (step + 1) / warm_up_steps
+    floor = 1.0 / min_lr_scale
+    decay_steps = max(1, max_scheduling_steps - warm_up_steps)
+    t = min(step - max(warm_up_steps - 1, 0), decay_steps)  # past the end it stays at the floor
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t / decay_steps))
+
+
+def build_lr_scheduler(optimizer, warm_up_steps, max_scheduling_steps, min_lr_scale):
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: warmup_cosine_factor(step, warm_up_steps, max_scheduling_steps, min_lr_scale))
