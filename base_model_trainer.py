@@ -118,7 +118,7 @@ class ModelTrainer(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         out = self._forward(batch, "train", self.global_step * self.trainer.accumulate_grad_batches + batch_idx)
-        logs = {k: v for k, v in out.items() if k not in ("step_losses", "step_energies", "num_tokens")}
+        logs = {k: v for k, v in out.items() if k not in ("loss", "step_losses", "step_energies", "num_tokens")}
         for i, loss in enumerate(out["step_losses"]):
             logs[f"loss_step_{i + 1}"] = loss
         for i, energy in enumerate(out.get("step_energies", [])):

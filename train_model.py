@@ -66,17 +66,17 @@ def main(argv=None):
         args.seed = random.randint(0, 10**6)
     L.seed_everything(args.seed, workers=True, verbose=False)
 
-    run_dir = os.path.join(args.log_dir, args.run_name, time.strftime("%Y-%m-%d_%H-%M-%S"))
-    os.makedirs(run_dir, exist_ok=True)
-    tee_console(os.path.join(run_dir, args.console_log_filename))
-    print(f"run folder: {run_dir}")
-
     try:
         tokenizer = load_tokenizer(args.tokenizer)
     except ValueError as error:
         print(f"train_model.py: error: {error}", file=sys.stderr)
         return 2
     args.vocab_size, args.pad_token_id = len(tokenizer), tokenizer.pad_token_id
+
+    run_dir = os.path.join(args.log_dir, args.run_name, time.strftime("%Y-%m-%d_%H-%M-%S"))
+    os.makedirs(run_dir, exist_ok=True)
+    tee_console(os.path.join(run_dir, args.console_log_filename))
+    print(f"run folder: {run_dir}")
 
     accelerator, devices, num_nodes = choose_devices(args.gpus)
     num_devices = (torch.cuda.device_count() if devices == -1 else

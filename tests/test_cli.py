@@ -1,0 +1,73 @@
+"""train_model.py's command line: presets, RUN_NAME parsing in job scripts, and bad input."""
+import subprocess
+
+import pytest
+
+import train_model
+from utils.cli import parse_args
+
+
+def test_model_size_preset_and_overrides():
+    args = parse_args(["--model_size", "xxs"])
+    assert (args.num_transformer_blocks, args.multiheaded_attention_heads, args.embedding_dim) == (6, 6, 384)
+    args = parse_args(["--model_size", "xxs", "--override_embedding_dim", "96", "--override_transformer_blocks", "3",
+                       "--multiheaded_attention_heads", "4"])
+    assert (args.num_transformer_blocks, args.multiheaded_attention_heads, args.embedding_dim) == (3, 4, 96)
+    assert parse_args(["--max_steps", "50", "--warm_up_steps", "5"]).max_scheduling_steps == 50
+
+
+def test_run_name_parsing_of_job_scripts():
+    script = ('RUN_NAME="ebt-xxs-bs_256_s1_lr_"; MODEL_NAME="${RUN_NAME%%-*}"; '
+              'MODEL_SIZE="${RUN_NAME#*-}"; MODEL_SIZE="${MODEL_SIZE%%-*}"; echo "$MODEL_NAME $MODEL_SIZE"')
+    assert subprocess.run(["bash", "-c", script], capture_output=True, text=True).stdout.split() == ["ebt", "xxs"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--not_a_flag", "1"], "unrecognized arguments: --not_a_flag"),
+    (["--langevin_dynamics_noise", "3"], "--langevin_dynamics_noise belongs to System 2"),
+    (["--modality", "IMG"], "--modality IMG belongs to image denoising"),
+    (["--vocab_to_embed_uses_prob_dist", "--no-normalize_initial_condition"],
+     "--vocab_to_embed_uses_prob_dist needs --normalize_initial_condition"),
+    (["--multiheaded_attention_heads", "3"], "does not divide the width 128"),
+    (["--context_length", "1"], "--context_length 1 is too short"),
+    (["--dataset_name", "wikitext"], "--dataset_name wikitext is unknown"),
+    (["--dataset_name", "text"], "--dataset_name text needs --dataset_dir"),
+    (["--dataset_name", "text", "--dataset_dir", "/no/such/folder"], "--dataset_dir /no/such/folder does not exist"),
+    (["--resume_training_ckpt", "/no/such.ckpt"], "--resume_training_ckpt /no/such.ckpt: no such file"),
+    (["--compile_model"], "torch.compile cannot double-backward"),
+    (["--is_slurm_run", "--debug_mode"], "debug settings"),
+    (["--model_size", "huge"], "invalid choice: 'huge'"),
+])
+def test_bad_input_stops_before_any_work_with_one_line(argv, message, capsys, tmp_path):
+    status = train_model.main(argv + ["--log_dir", str(tmp_path / "logs")])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "logs").exists()  # nothing was started
+
+
+def test_unknown_tokenizer_is_reported(capsys, tmp_path):
+    status = train_model.main(["--tokenizer", str(tmp_path / "missing_tokenizer"), "--log_dir", str(tmp_path)])
+    assert status == 2
+    assert "--tokenizer" in capsys.readouterr().err
+
+
+def test_job_scripts_pass_the_command_line_checks(tmp_path):
+    """Every flag of the paper's job scripts is accepted (the python call is replaced by a parse)."""
+    import os
+    import sys
+
+    shim = tmp_path / "python"
+    shim.write_text(f"#!/bin/sh\nexec {sys.executable} -c 'import sys; from utils.cli import parse_args; "
+                    "a = parse_args(sys.argv[2:]); print(a.run_name, a.model_name, a.embedding_dim)' \"$@\"\n")
+    shim.chmod(0o755)
+    env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}")
+    env.pop("SLURM_ARRAY_TASK_ID", None)
+    for script, expected in [("ebt_s1.sh", "ebt-xxs-bs_256_s1_lr_0.0012 ebt 384"),
+                             ("baseline_transformer.sh", "baseline_transformer-xxs-bs_256_lr_0.0012 "
+                                                         "baseline_transformer 384")]:
+        result = subprocess.run(["bash", f"job_scripts/nlp/pretrain/{script}"], env=env, capture_output=True,
+                                text=True)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split("\n")[-2] == expected

