@@ -102,8 +102,10 @@ class ModelTrainer(L.LightningModule):
                           **self._loader_kwargs())
 
     def on_save_checkpoint(self, checkpoint):
+        # batches of this epoch already fetched for training (a save inside on_train_batch_end has not
+        # marked the current one completed yet, Lightning finishes that on restart)
         progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
-        checkpoint["train_data_position"] = (self.current_epoch, progress.completed)
+        checkpoint["train_data_position"] = (self.current_epoch, progress.ready)
 
     def on_load_checkpoint(self, checkpoint):
         self._resume_position = checkpoint.get("train_data_position")
@@ -143,7 +145,7 @@ class ModelTrainer(L.LightningModule):
 
     def validation_report(self):
         """valid_loss (the training objective: mean over steps) and per-step token-weighted losses."""
-        step_losses, step_energies = self.valid_metric.compute()
+        step_losses, step_energies = map(torch.atleast_1d, self.valid_metric.compute())  # 1 step comes back 0-d
         report = {"valid_loss": step_losses.mean().float(), "valid_final_step_loss": step_losses[-1].float(),
                   "valid_perplexity": step_losses[-1].exp().float()}
         for i, (loss, energy) in enumerate(zip(step_losses, step_energies)):

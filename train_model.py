@@ -73,8 +73,11 @@ def main(argv=None):
         return 2
     args.vocab_size, args.pad_token_id = len(tokenizer), tokenizer.pad_token_id
 
-    run_dir = os.path.join(args.log_dir, args.run_name, time.strftime("%Y-%m-%d_%H-%M-%S"))
-    os.makedirs(run_dir, exist_ok=True)
+    base = run_dir = os.path.join(args.log_dir, args.run_name, time.strftime("%Y-%m-%d_%H-%M-%S"))
+    suffix = 1
+    while os.path.exists(run_dir):  # two runs started in the same second get separate folders
+        run_dir, suffix = f"{base}_{suffix}", suffix + 1
+    os.makedirs(run_dir)
     tee_console(os.path.join(run_dir, args.console_log_filename))
     print(f"run folder: {run_dir}")
 
@@ -115,8 +118,12 @@ def main(argv=None):
     ckpt_dir = os.path.join(run_dir, "checkpoints")
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, monitor=args.checkpoint_monitor_string,
                                  mode=args.checkpoint_monitor_mode, save_top_k=args.save_top_k_ckpts, save_last=True,
-                                 filename="step={step}-valid_loss={valid_loss:.4f}", auto_insert_metric_name=False)
-    callbacks = [checkpoint, TQDMProgressBar(refresh_rate=max(1, args.log_every_n_steps // 2))]
+                                 filename="step={step}-valid_loss={valid_loss:.4f}", auto_insert_metric_name=False,
+                                 enable_version_counter=False)
+    # last.ckpt is also written at the final step (inside the loop, so its state resumes exactly)
+    final_checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="last", every_n_train_steps=args.max_steps,
+                                       enable_version_counter=False)
+    callbacks = [checkpoint, final_checkpoint, TQDMProgressBar(refresh_rate=max(1, args.log_every_n_steps // 2))]
     if args.log_model_archi:
         callbacks.append(ModelSummary(max_depth=-1))
     strategy = "auto"
@@ -130,6 +137,7 @@ def main(argv=None):
     if isinstance(val_check, int):
         val_check *= args.accumulate_grad_batches  # Lightning counts micro-batches; we mean optimizer steps
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*exists and is not empty.*")  # our console.log; the folder is new
 
     trainer = L.Trainer(
         accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
@@ -152,13 +160,12 @@ def main(argv=None):
     if args.fast_dev_run:
         return 0
     last_ckpt = os.path.join(ckpt_dir, "last.ckpt")
-    trainer.save_checkpoint(last_ckpt)  # the final weights, whatever the validation cadence
 
     trainer.validate(module, verbose=False)
     report = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("valid_")}
     num_steps = sum(1 for k in report if k.startswith("valid_loss_step_"))
     print_validation_table(report, num_steps)
-    print(f"trained {trainer.global_step} steps in {train_seconds / 60:.1f} min")
+    print(f"trained {trainer.global_step} steps in {train_seconds:.0f} s")
 
     metrics_csv = os.path.join(run_dir, "metrics.csv")
     plot = plot_training_curves(metrics_csv, os.path.join(run_dir, "training_curves.png"),

@@ -111,7 +111,7 @@ def build_parser():
     g.add_argument("--batch_size_per_device", type=int, default=32, help="rows per device per micro-batch")
     g.add_argument("--accumulate_grad_batches", type=int, default=1, help="micro-batches per optimizer step")
     g.add_argument("--gradient_clip_val", type=float, default=1.0, help="global grad-norm clip (<= 0: off)")
-    g.add_argument("--max_steps", type=int, default=400, help="optimizer steps to train")
+    g.add_argument("--max_steps", type=int, default=1000, help="optimizer steps to train")
     g.add_argument("--deterministic", action="store_true", help="ask torch for deterministic kernels")
 
     g = p.add_argument_group("optimizer and schedule")
@@ -119,7 +119,7 @@ def build_parser():
     g.add_argument("--weight_decay", type=float, default=0.01, help="AdamW weight decay (not on alpha)")
     g.add_argument("--beta1", type=float, default=0.9, help="AdamW beta1")
     g.add_argument("--beta2", type=float, default=0.999, help="AdamW beta2")
-    g.add_argument("--warm_up_steps", type=int, default=40, help="linear warm-up steps")
+    g.add_argument("--warm_up_steps", type=int, default=100, help="linear warm-up steps")
     g.add_argument("--max_scheduling_steps", type=int, default=-1,
                    help="length of warm-up + cosine decay (-1: --max_steps)")
     g.add_argument("--min_lr_scale", type=float, default=10, help="each group decays to its peak / this")
@@ -135,7 +135,7 @@ def build_parser():
     g.add_argument("--num_workers", type=int, default=0, help="data-loader workers per device")
     g.add_argument("--prefetch_factor", type=int, default=None, help="batches prefetched per worker")
     g.add_argument("--no_shuffle", action="store_true", help="train in corpus order")
-    g.add_argument("--val_check_interval", type=float, default=100,
+    g.add_argument("--val_check_interval", type=float, default=200,
                    help="validate every N optimizer steps (int) or fraction of an epoch (< 1)")
     g.add_argument("--check_val_every_n_epoch", type=int, default=None, help="validate every N epochs instead")
     g.add_argument("--limit_train_batches", type=float, default=1.0, help="fraction or number of train batches")
