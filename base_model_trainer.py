@@ -43,14 +43,16 @@ class TokenWeightedLoss(torchmetrics.Metric):
     def __init__(self, num_steps):
         super().__init__()
         self.add_state("loss_sum", torch.zeros(num_steps, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("energy_sum", torch.zeros(num_steps, dtype=torch.float64), dist_reduce_fx="sum")
+        # energies before each step, then after the last one
+        self.add_state("energy_sum", torch.zeros(num_steps + 1, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("tokens", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
-    def update(self, step_losses, num_tokens, step_energies=None):
-        self.loss_sum += step_losses.double() * num_tokens
-        if step_energies is not None:
-            self.energy_sum += step_energies.double() * num_tokens
-        self.tokens += num_tokens
+    def update(self, out):
+        tokens = out["num_tokens"]
+        self.loss_sum += out["step_losses"].double() * tokens
+        if "step_energies" in out:
+            self.energy_sum += torch.cat([out["step_energies"], out["final_energy"].reshape(1)]).double() * tokens
+        self.tokens += tokens
 
     def compute(self):
         tokens = self.tokens.clamp(min=1)
@@ -113,10 +115,14 @@ class ModelTrainer(L.LightningModule):
     # ------------------------------------------------------------------------------ steps
 
     def _forward(self, batch, phase, step):
+        # the energy after thinking costs one more forward: every evaluation batch, every logged training step
+        extra = {}
+        if self.hparams.model_name == "ebt":
+            extra["final_energy"] = phase != "train" or (self.global_step + 1) % self.hparams.log_every_n_steps == 0
         cuda_devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda_devices):  # leaves the global RNG streams untouched
             torch.manual_seed(step_seed(self.hparams.seed, step, self.global_rank, phase))
-            return self.model.forward_loss_wrapper(batch, phase)
+            return self.model.forward_loss_wrapper(batch, phase, **extra)
 
     def training_step(self, batch, batch_idx):
         out = self._forward(batch, "train", self.global_step * self.trainer.accumulate_grad_batches + batch_idx)
@@ -135,7 +141,7 @@ class ModelTrainer(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         out = self._forward(batch, "valid", batch_idx)
-        self.valid_metric.update(out["step_losses"], out["num_tokens"], out.get("step_energies"))
+        self.valid_metric.update(out)
 
     def on_validation_epoch_end(self):
         report = self.validation_report()
@@ -148,11 +154,13 @@ class ModelTrainer(L.LightningModule):
         step_losses, step_energies = map(torch.atleast_1d, self.valid_metric.compute())  # 1 step comes back 0-d
         report = {"valid_loss": step_losses.mean().float(), "valid_final_step_loss": step_losses[-1].float(),
                   "valid_perplexity": step_losses[-1].exp().float()}
-        for i, (loss, energy) in enumerate(zip(step_losses, step_energies)):
+        for i, loss in enumerate(step_losses):
             report[f"valid_loss_step_{i + 1}"] = loss.float()
             report[f"valid_perplexity_step_{i + 1}"] = loss.exp().float()
-            if self.hparams.model_name == "ebt":
+        if self.hparams.model_name == "ebt":  # energy_step_i: before step i; energy_final: after thinking
+            for i, energy in enumerate(step_energies[:-1]):
                 report[f"valid_energy_step_{i + 1}"] = energy.float()
+            report["valid_energy_final"] = step_energies[-1].float()
         return report
 
     # ------------------------------------------------------------------------------ optimisation

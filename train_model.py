@@ -138,6 +138,7 @@ def main(argv=None):
         val_check *= args.accumulate_grad_batches  # Lightning counts micro-batches; we mean optimizer steps
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*exists and is not empty.*")  # our console.log; the folder is new
+    warnings.filterwarnings("ignore", ".*your dataloader is not resumable.*")  # ResumableBatchSampler is
 
     trainer = L.Trainer(
         accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,

@@ -2,14 +2,13 @@
 
 One step = forward + loss + backward + AdamW step, fp32. Paths of one configuration are run
 interleaved in one process (medians of --repeats); peak memory is measured per path in a fresh
-subprocess (peak RSS increase on CPU, max_memory_allocated on GPU).
+subprocess (peak resident set above the model's own footprint on CPU, max_memory_allocated on GPU).
 
     python benchmarks/bench_training_step.py                 # all configurations below
     python benchmarks/bench_training_step.py --configs 4xs-v512-c64-b4
 """
 import argparse
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -68,25 +67,31 @@ def peak_memory_of(path, config, ebt_type, steps, device):
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def current_rss_mb():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def _status_mb(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
 
 
 def measure_memory(path, config, ebt_type, steps, device):
+    """Peak memory (MB) of two training steps above what model, optimizer and batch already hold."""
     size, vocab, context, batch_size = CONFIGS[config]
     torch.manual_seed(0)
     model, optimizer = build(path, size, vocab, context, ebt_type, steps)
     model.to(device)
     batch = batch_for(vocab, context, batch_size, device)
-    before = current_rss_mb()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated() / 2**20
+    else:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets the peak resident set size (VmHWM) to the current one
+        base = _status_mb("VmRSS")
     for _ in range(2):
         train_step(model, optimizer, batch)
-    if device == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else _status_mb("VmHWM")
+    return peak - base
 
 
 def run_config(config, ebt_type, steps, repeats, device):

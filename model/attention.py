@@ -17,7 +17,7 @@ def upcast(x):
 
 def masked_attention(q, k, v, allowed):
     """Explicit softmax attention, double-backward safe. q (B,H,Tq,h), k/v (B,H,Tk,h), allowed (Tq,Tk) bool."""
-    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, H, Tq, Tk)
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # (B, H, Tq, Tk)
     scores = scores.masked_fill(~allowed, float("-inf"))
     weights = torch.softmax(upcast(scores), dim=-1).type_as(q)
     return weights @ v
@@ -37,11 +37,11 @@ def prediction_attention(q_p, k_p, v_p, k_o, v_o, offset):
     never materialises the prediction x prediction block, of which only the diagonal is allowed.
     """
     n, S = q_p.shape[-2], k_o.shape[-2]
-    scale = q_p.shape[-1] ** -0.5
-    observed_scores = (q_p @ k_o.transpose(-2, -1)) * scale  # (B, H, n, S)
+    q_p = q_p * q_p.shape[-1] ** -0.5
+    observed_scores = q_p @ k_o.transpose(-2, -1)  # (B, H, n, S)
     allowed = torch.ones(n, S, dtype=torch.bool, device=q_p.device).tril(diagonal=offset)
     observed_scores = observed_scores.masked_fill(~allowed, float("-inf"))
-    self_scores = (q_p * k_p).sum(-1, keepdim=True) * scale  # (B, H, n, 1)
+    self_scores = (q_p * k_p).sum(-1, keepdim=True)  # (B, H, n, 1)
     weights = torch.softmax(upcast(torch.cat([observed_scores, self_scores], dim=-1)), dim=-1).type_as(q_p)
     return weights[..., :S] @ v_o + weights[..., S:] * v_p
 

@@ -11,14 +11,19 @@ import torch.nn.functional as F
 from model.attention import upcast
 
 
-def init_linear(linear, method="xavier", gain=1.0):
-    """Published init: xavier-normal (or kaiming-normal with 'he') weights times gain, zero bias."""
-    if method == "xavier":
-        nn.init.xavier_normal_(linear.weight)
-    elif method == "he":
-        nn.init.kaiming_normal_(linear.weight)
-    else:
-        raise ValueError(f"unknown weight_initialization_method {method!r}; use xavier or he")
+def init_linear(linear, method="xavier", gain=1.0, chunks=1):
+    """Published init: xavier-normal (or kaiming-normal with 'he') weights times gain, zero bias.
+
+    chunks > 1: a fused projection (e.g. q|k|v) is initialised as that many separate matrices, so it
+    matches the published unfused layers.
+    """
+    for weight in linear.weight.data.chunk(chunks, dim=0):
+        if method == "xavier":
+            nn.init.xavier_normal_(weight)
+        elif method == "he":
+            nn.init.kaiming_normal_(weight)
+        else:
+            raise ValueError(f"unknown weight_initialization_method {method!r}; use xavier or he")
     if gain != 1.0:
         with torch.no_grad():
             linear.weight.mul_(gain)
@@ -54,65 +59,66 @@ class RotaryEmbedding(nn.Module):
     def __init__(self, head_dim, max_seq_len, theta=10000.0):
         super().__init__()
         freqs = 1.0 / theta ** (torch.arange(0, head_dim, 2).float() / head_dim)  # (h/2,)
-        angles = torch.outer(torch.arange(max_seq_len).float(), freqs)  # (max_seq_len, h/2)
+        angles = torch.outer(torch.arange(max_seq_len).float(), freqs).repeat_interleave(2, dim=-1)  # (T, h)
+        sign = torch.tensor([-1.0, 1.0]).repeat(head_dim // 2)  # pair (x0, x1) -> (-x1 sin, +x0 sin)
         self.register_buffer("cos", angles.cos(), persistent=False)
-        self.register_buffer("sin", angles.sin(), persistent=False)
+        self.register_buffer("signed_sin", angles.sin() * sign, persistent=False)
 
     def forward(self, x, positions):
-        """x (B,H,T,h), positions (T,) long -> x rotated, same dtype."""
+        """x (..., T, h), positions (T,) long -> x rotated, same dtype."""
         if positions.numel() and int(positions.max()) >= self.cos.shape[0]:
             raise ValueError(f"position {int(positions.max())} exceeds the rotary table ({self.cos.shape[0]}); "
                              "raise --context_length")
-        cos, sin = self.cos[positions], self.sin[positions]  # (T, h/2)
-        xf = upcast(x).unflatten(-1, (-1, 2))  # (B, H, T, h/2, 2)
-        x0, x1 = xf[..., 0], xf[..., 1]
-        rotated = torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1)
-        return rotated.flatten(-2).type_as(x)
+        xf = upcast(x)
+        swapped = xf.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # (x1, x0, x3, x2, ...)
+        return (xf * self.cos[positions] + swapped * self.signed_sin[positions]).type_as(x)
 
 
 # ----------------------------------------------------------------------------- attention and MLP
 
 class AttentionProjections(nn.Module):
-    """Multi-head q/k/v/o projections without biases; the kernel is supplied by the caller."""
+    """Multi-head attention projections without biases (q|k|v fused); the kernel is supplied by the caller."""
 
     def __init__(self, dim, n_heads, init_method="xavier", init_gain=1.0):
         super().__init__()
         self.n_heads = n_heads
-        self.wq = nn.Linear(dim, dim, bias=False)
-        self.wk = nn.Linear(dim, dim, bias=False)
-        self.wv = nn.Linear(dim, dim, bias=False)
+        self.wqkv = nn.Linear(dim, 3 * dim, bias=False)
         self.wo = nn.Linear(dim, dim, bias=False)
-        for linear in (self.wq, self.wk, self.wv, self.wo):
-            init_linear(linear, init_method, init_gain)
+        init_linear(self.wqkv, init_method, init_gain, chunks=3)
+        init_linear(self.wo, init_method, init_gain)
 
-    def _heads(self, t):
-        return t.unflatten(-1, (self.n_heads, -1)).transpose(1, 2)  # (B, T, D) -> (B, H, T, h)
+    def _heads(self, t, parts):
+        B, T, _ = t.shape
+        return t.view(B, T, parts, self.n_heads, -1).permute(2, 0, 3, 1, 4)  # (parts, B, H, T, h)
 
     def keys_values(self, x, rope, positions):
-        """Rotated keys and values (B,H,T,h) of x (B,T,D)."""
-        return rope(self._heads(self.wk(x)), positions), self._heads(self.wv(x))
+        """Rotated keys and values (B,H,T,h) of x (B,T,D), without computing queries."""
+        D = x.shape[-1]
+        k, v = self._heads(F.linear(x, self.wqkv.weight[D:]), 2)
+        return rope(k, positions), v
 
     def forward(self, x, rope, positions, attend):
         """x (B,T,D) -> attend(q, k, v) over heads -> (B,T,D). q/k are rotated at `positions`."""
-        q = rope(self._heads(self.wq(x)), positions)
-        k, v = self.keys_values(x, rope, positions)
+        qkv = self._heads(self.wqkv(x), 3)
+        q, k = rope(qkv[:2], positions)
+        v = qkv[2]
         out = attend(q, k, v)  # (B, H, T, h)
         return self.wo(out.transpose(1, 2).flatten(-2))
 
 
 class SwiGLU(nn.Module):
-    """w2(silu(w1 x) * w3 x); hidden width F = D unless ffn_dim_multiplier is given (spec 2.2)."""
+    """w2(silu(w1 x) * w3 x), w1|w3 fused; hidden width F = D unless ffn_dim_multiplier is given (spec 2.2)."""
 
     def __init__(self, dim, hidden_dim, init_method="xavier", init_gain=1.0):
         super().__init__()
-        self.w1 = nn.Linear(dim, hidden_dim, bias=False)
+        self.w13 = nn.Linear(dim, 2 * hidden_dim, bias=False)
         self.w2 = nn.Linear(hidden_dim, dim, bias=False)
-        self.w3 = nn.Linear(dim, hidden_dim, bias=False)
-        for linear in (self.w1, self.w2, self.w3):
-            init_linear(linear, init_method, init_gain)
+        init_linear(self.w13, init_method, init_gain, chunks=2)
+        init_linear(self.w2, init_method, init_gain)
 
     def forward(self, x):
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        gate, up = self.w13(x).chunk(2, dim=-1)
+        return self.w2(F.silu(gate) * up)
 
 
 def ffn_hidden_dim(dim, ffn_dim_multiplier=None):
@@ -156,13 +162,3 @@ class Block(nn.Module):
         shift_a, scale_a, gate_a, shift_f, scale_f, gate_f = self._modulation(condition)
         h = x + gate_a * self.attention(modulate(self.attention_norm(x), shift_a, scale_a), rope, positions, attend)
         return h + gate_f * self.feed_forward(modulate(self.ffn_norm(h), shift_f, scale_f))
-
-
-def count_parameters(module):
-    return sum(p.numel() for p in module.parameters())
-
-
-def matmul_flops_per_token(n_layers, dim, hidden_dim):
-    """Forward FLOPs per token of the blocks' weight matmuls (2 per multiply-add)."""
-    return 2 * n_layers * (4 * dim * dim + 3 * dim * hidden_dim)
-

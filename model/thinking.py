@@ -26,6 +26,7 @@ class ThinkingResult:
     """States after each step (what the loss sees) and the energy evaluated before each update."""
     states: list = field(default_factory=list)  # each like the initial state, e.g. (B, n, V) logits
     energies: list = field(default_factory=list)  # each (B, n): energy of the prediction the step started from
+    final_energy: object = None  # (B, n) energy of the final prediction, when asked for
 
 
 def landscape_schedule(num_landscapes):
@@ -34,12 +35,14 @@ def landscape_schedule(num_landscapes):
 
 
 def think(energy_fn, initial_state, step_size, landscapes, *, create_graph, normalize=None,
-          detach_between_steps=True):
+          detach_between_steps=True, evaluate_final_energy=False):
     """Run gradient descent on the energy from `initial_state`, one step per entry of `landscapes`.
 
     step_size: scalar tensor or a tensor broadcastable to the state (e.g. (B, n, 1) per position).
     detach_between_steps: cut the graph between steps (published default); the loss at step i then
     backpropagates through step i's energy gradient only.
+    evaluate_final_energy: also evaluate (without graph) the energy of the final prediction on the last
+    landscape, to see whether thinking lowered it; one extra forward.
     """
     result = ThinkingResult()
     state = initial_state
@@ -55,4 +58,8 @@ def think(energy_fn, initial_state, step_size, landscapes, *, create_graph, norm
                 state, energy = state.detach(), energy.detach()
             result.energies.append(energy)
             result.states.append(state)
+    if evaluate_final_energy:
+        with torch.no_grad():
+            final = result.states[-1].detach()
+            result.final_energy = energy_fn(normalize(final) if normalize is not None else final, landscapes[-1])
     return result

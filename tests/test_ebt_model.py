@@ -82,7 +82,7 @@ def test_update_rule_is_softmax_minus_alpha_times_gradient_wrt_probabilities():
     z0 = torch.randn(2, 3, 5)
     alpha = 0.7
     result = think(energy_fn, z0, torch.tensor(alpha), [0, 1], create_graph=False,
-                   normalize=lambda z: torch.softmax(z, -1))
+                   normalize=lambda z: torch.softmax(z, -1), evaluate_final_energy=True)
     p0 = torch.softmax(z0, -1)
     z1 = p0 - alpha * 2 * (p0 - target)
     p1 = torch.softmax(z1, -1)
@@ -90,6 +90,8 @@ def test_update_rule_is_softmax_minus_alpha_times_gradient_wrt_probabilities():
     torch.testing.assert_close(result.states[0], z1)
     torch.testing.assert_close(result.states[1], z2)
     torch.testing.assert_close(result.energies[0], ((p0 - target) ** 2).sum(-1))
+    # the energy after thinking: of softmax(z2), on the last landscape
+    torch.testing.assert_close(result.final_energy, ((torch.softmax(z2, -1) - target) ** 2).sum(-1) * 2)
 
 
 @pytest.mark.parametrize("ebt_type", EBT_TYPES)
@@ -127,11 +129,13 @@ def test_each_thinking_step_uses_its_own_landscape_and_the_cache_once_per_landsc
     assert len(observed_runs) == 1  # the default type's observed stream is shared by all steps
 
 
-def test_evaluation_builds_no_second_order_graph():
+def test_evaluation_builds_no_second_order_graph_and_reports_the_energy_after_thinking():
     model = EBT_NLP(dict(TINY, ebt_type="time_embed"))
     out = model.forward_loss_wrapper({"input_ids": torch.randint(0, 39, (2, 13))}, "valid")
     assert not out["loss"].requires_grad
-    assert out["step_losses"].shape == (2,)
+    assert out["step_losses"].shape == (2,) and out["step_energies"].shape == (2,)
+    assert out["final_energy"].shape == () and torch.isfinite(out["final_energy"])
+    assert "final_energy" not in model.forward_loss_wrapper({"input_ids": torch.randint(0, 39, (2, 13))}, "train")
 
 
 def test_parameter_parity_with_transformer_plus_plus():
@@ -151,3 +155,4 @@ def test_xxs_parameter_count_with_neox_vocabulary():
         ebt, baseline = EBT_NLP(dict(hp, ebt_type="time_embed")), Baseline_Transformer_NLP(hp)
     for model in (ebt, baseline):
         assert 44.5e6 < sum(p.numel() for p in model.parameters()) < 45.0e6  # spec: ~44.8M
+

@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from model.config import EBT_TYPES, MODEL_SIZES
+from model.config import EBT_TYPES, MODEL_SIZES, SUGGESTED_PEAK_LR
 
 # Published flags whose features are not implemented yet, and where they will come from.
 PLANNED_FLAGS = {
@@ -58,7 +58,8 @@ def build_parser():
     g.add_argument("--model_name", default="ebt", choices=["ebt", "baseline_transformer", "dit"],
                    help="ebt = Energy-Based Transformer; baseline_transformer = Transformer++ (Llama-style)")
     g.add_argument("--model_size", default="4xs", choices=list(MODEL_SIZES),
-                   help="preset (layers, heads, width) of spec 1.3; --override_* flags win over it")
+                   help="preset (layers, heads, width) of spec 1.3; --override_* flags win over it. Published peak "
+                        "lr per size: " + ", ".join(f"{k} {v}" for k, v in SUGGESTED_PEAK_LR.items()))
     g.add_argument("--seed", type=int, default=33, help="seed of initialisation, data split/order and thinking noise")
     g.add_argument("--is_random_seed", action="store_true", help="draw a random seed instead of --seed")
 

@@ -1,6 +1,7 @@
 """Pieces both language models share: next-token targets and the token-level loss."""
-import torch
 import torch.nn.functional as F
+
+from model.attention import upcast
 
 
 def inputs_and_targets(batch):
@@ -11,7 +12,7 @@ def inputs_and_targets(batch):
 
 def next_token_loss(logits, targets, pad_token_id):
     """Mean cross-entropy over non-pad targets. logits (B, n, V), targets (B, n)."""
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=pad_token_id)
+    return F.cross_entropy(upcast(logits).flatten(0, 1), targets.flatten(), ignore_index=pad_token_id)
 
 
 def count_target_tokens(targets, pad_token_id):

@@ -64,11 +64,12 @@ class EBT_NLP(nn.Module):
 
         return energy
 
-    def forward(self, input_ids, learning=False):
+    def forward(self, input_ids, learning=False, final_energy=False):
         """Think about the next token at every position. input_ids (B, n) -> ThinkingResult.
 
         `states[i]` are the logits (B, n, V) after step i; `energies[i]` (B, n) the energy of the
-        prediction that step started from. learning=True builds the second-order graph for training.
+        prediction that step started from; with final_energy, `final_energy` that of the last prediction.
+        learning=True builds the second-order graph for training.
         """
         B, n = input_ids.shape
         return think(
@@ -78,19 +79,27 @@ class EBT_NLP(nn.Module):
             landscapes=landscape_schedule(self.cfg.mcmc_num_steps),
             create_graph=learning,
             normalize=(lambda z: torch.softmax(z, dim=-1)) if self.cfg.normalize_initial_condition else None,
+            evaluate_final_energy=final_energy,
         )
 
-    def forward_loss_wrapper(self, batch, phase="train"):
-        """Loss and logs for a batch of token rows (B, C+1) (spec 2.7)."""
+    def forward_loss_wrapper(self, batch, phase="train", final_energy=None):
+        """Loss and logs for a batch of token rows (B, C+1) (spec 2.7).
+
+        final_energy (default: outside training) adds `final_energy`, the energy after thinking.
+        """
         inputs, targets = inputs_and_targets(batch)
-        result = self(inputs, learning=phase == "train")  # no second-order graph outside training
+        final_energy = phase != "train" if final_energy is None else final_energy
+        # no second-order graph outside training
+        result = self(inputs, learning=phase == "train", final_energy=final_energy)
         pad = self.cfg.pad_token_id
         step_losses = torch.stack([next_token_loss(logits, targets, pad) for logits in result.states])
         not_pad = (targets != pad).float()
-        step_energies = torch.stack([(e.detach() * not_pad).sum() / not_pad.sum().clamp(min=1)
-                                     for e in result.energies])
+        token_mean = lambda e: (e.detach() * not_pad).sum() / not_pad.sum().clamp(min=1)
+        step_energies = torch.stack([token_mean(e) for e in result.energies])
         final = step_losses[-1].detach()
+        extra = {"final_energy": token_mean(result.final_energy)} if final_energy else {}
         return {
+            **extra,
             "loss": step_losses.mean(),
             "initial_loss": step_losses[0].detach(),
             "final_step_loss": final,
