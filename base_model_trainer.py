@@ -67,7 +67,7 @@ class ModelTrainer(L.LightningModule):
         hp = vars(hparams) if isinstance(hparams, Namespace) else dict(hparams)
         self.save_hyperparameters(hp)
         self.model = build_model(self.hparams)
-        num_steps = getattr(self.model.cfg, "mcmc_num_steps", 1) if hp["model_name"] == "ebt" else 1
+        num_steps = self.model.num_evaluation_steps() if hasattr(self.model, "num_evaluation_steps") else 1
         self.valid_metric = TokenWeightedLoss(num_steps)
         self.train_dataset = self.valid_dataset = None
 
@@ -80,7 +80,9 @@ class ModelTrainer(L.LightningModule):
             self.train_dataset, self.valid_dataset = build_nlp_datasets(hp, self.tokenizer)
 
     def _collator(self):
-        return NLPCollator(self.hparams.pad_token_id, self.hparams.context_length + 1)
+        # the replay buffer stores fixed-length rows (spec 2.9)
+        return NLPCollator(self.hparams.pad_token_id, self.hparams.context_length + 1,
+                           pad_to_max_length=self.hparams.mcmc_replay_buffer)
 
     def _loader_kwargs(self):
         workers = self.hparams.num_workers
@@ -123,6 +125,13 @@ class ModelTrainer(L.LightningModule):
         with torch.random.fork_rng(devices=cuda_devices):  # leaves the global RNG streams untouched
             torch.manual_seed(step_seed(self.hparams.seed, step, self.global_rank, phase))
             return self.model.forward_loss_wrapper(batch, phase, **extra)
+
+    def on_train_batch_start(self, batch, batch_idx):
+        # also after resuming past the warm-up: the switch is not part of the weights
+        if (not getattr(self, "_warm_up_done", False) and self.global_step >= self.hparams.warm_up_steps
+                and hasattr(self.model, "warm_up_finished")):
+            self.model.warm_up_finished()
+            self._warm_up_done = True
 
     def training_step(self, batch, batch_idx):
         out = self._forward(batch, "train", self.global_step * self.trainer.accumulate_grad_batches + batch_idx)

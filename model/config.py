@@ -73,6 +73,27 @@ class EBTConfig(TransformerConfig):
     gaussian_random_noise_scaling: float = 1.0
     vocab_to_embed_uses_prob_dist: bool = False
     ebt_attention: str = "fast"  # "fast" (cached observed stream) or "reference" (one masked attention)
+    # System 2 training (spec 2.6, 2.8-2.10)
+    randomize_mcmc_step_size_scale: float = 1.0
+    randomize_mcmc_num_steps: int = 0
+    randomize_mcmc_num_steps_min: int = 0
+    randomize_mcmc_num_steps_final_landscape: bool = False
+    langevin_dynamics_noise: float = 0.0
+    langevin_dynamics_noise_learnable: bool = False
+    no_langevin_during_eval: bool = False
+    no_mcmc_detach: bool = False
+    truncate_mcmc: bool = False
+    clamp_futures_grad: bool = False
+    clamp_futures_grad_max_change: float = 9.0
+    clamp_max_after_warm_up: float = 0.0
+    absolute_clamp: float = 0.0
+    contrastive_loss: bool = False
+    contrastive_loss_coeff: float = 0.0005
+    soften_target_prob_dist: float = 0.0
+    mcmc_replay_buffer: bool = False
+    mcmc_replay_buffer_size: int = 192
+    mcmc_replay_buffer_sample_bs_percent: float = 0.5
+    batch_size_per_device: int = 32  # sets how many replayed rows join a batch
 
     def __post_init__(self):
         super().__post_init__()
@@ -87,3 +108,7 @@ class EBTConfig(TransformerConfig):
                              "(the predicted distribution must be probabilities)")
         if self.mcmc_num_steps < 1:
             raise ValueError("mcmc_num_steps must be at least 1")
+        if self.randomize_mcmc_step_size_scale < 1:
+            raise ValueError("randomize_mcmc_step_size_scale must be >= 1 (alpha is drawn from [alpha/s, alpha*s])")
+        if self.randomize_mcmc_num_steps_min > self.randomize_mcmc_num_steps + 1:
+            raise ValueError("randomize_mcmc_num_steps_min must be at most randomize_mcmc_num_steps + 1")

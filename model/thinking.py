@@ -29,31 +29,62 @@ class ThinkingResult:
     final_energy: object = None  # (B, n) energy of the final prediction, when asked for
 
 
-def landscape_schedule(num_landscapes):
-    """Energy-landscape index of every step: one step per landscape, [0, 1, ..., L-1] (spec 2.6 step 5)."""
-    return list(range(num_landscapes))
+def landscape_schedule(num_landscapes, randomize_num_steps=0, min_num_steps=0, final_landscape_only=False,
+                       training=False):
+    """Energy-landscape index of every step (spec 2.6 step 5).
+
+    Without randomisation: one step per landscape, [0, 1, ..., L-1]. With randomize_num_steps = R > 0,
+    training repeats each landscape k ~ U{max(min_num_steps, 1), ..., R+1} times (one draw per landscape,
+    shared by the batch; only the last landscape with final_landscape_only) and evaluation repeats the
+    last landscape R+1 times, the maximum.
+    """
+    if randomize_num_steps <= 0:
+        return list(range(num_landscapes))
+    last = num_landscapes - 1
+    if not training:
+        return list(range(last)) + [last] * (randomize_num_steps + 1)
+    schedule = []
+    for landscape in range(num_landscapes):
+        repeats = 1
+        if landscape == last or not final_landscape_only:
+            repeats = int(torch.randint(max(min_num_steps, 1), randomize_num_steps + 2, ()))
+        schedule += [landscape] * repeats
+    return schedule
 
 
 def think(energy_fn, initial_state, step_size, landscapes, *, create_graph, normalize=None,
-          detach_between_steps=True, evaluate_final_energy=False):
+          detach_between_steps=True, truncate=False, langevin_std=None, grad_clamp=None, state_clamp=None,
+          evaluate_final_energy=False):
     """Run gradient descent on the energy from `initial_state`, one step per entry of `landscapes`.
 
     step_size: scalar tensor or a tensor broadcastable to the state (e.g. (B, n, 1) per position).
     detach_between_steps: cut the graph between steps (published default); the loss at step i then
-    backpropagates through step i's energy gradient only.
+    backpropagates through step i's energy gradient only. False (System 2's no_mcmc_detach) keeps it.
+    truncate: build the second-order graph on the last step only (System 2's truncate_mcmc).
+    langevin_std: Langevin noise added to the state before every step (System 2).
+    grad_clamp / state_clamp: clamp the energy gradient / the new state to +-value.
     evaluate_final_energy: also evaluate (without graph) the energy of the final prediction on the last
     landscape, to see whether thinking lowered it; one extra forward.
     """
     result = ThinkingResult()
     state = initial_state
     with torch.enable_grad():  # thinking needs input gradients even under validation's no_grad
-        for landscape in landscapes:
+        for i, landscape in enumerate(landscapes):
             if detach_between_steps or not state.requires_grad:
                 state = state.detach().requires_grad_()
+            if langevin_std is not None:
+                state = state + torch.randn_like(state) * langevin_std
             prediction = normalize(state) if normalize is not None else state
             energy = energy_fn(prediction, landscape)
-            (grad,) = torch.autograd.grad(energy.sum(), prediction, create_graph=create_graph)
+            second_order = create_graph and (not truncate or i == len(landscapes) - 1)
+            # retain: later steps and the loss may still need graph shared with this one (observed stream)
+            (grad,) = torch.autograd.grad(energy.sum(), prediction, create_graph=second_order,
+                                          retain_graph=create_graph)
+            if grad_clamp is not None:
+                grad = grad.clamp(-grad_clamp, grad_clamp)
             state = prediction - step_size * grad
+            if state_clamp is not None:
+                state = state.clamp(-state_clamp, state_clamp)
             if not create_graph:  # evaluation: keep no graph alive across steps
                 state, energy = state.detach(), energy.detach()
             result.energies.append(energy)

@@ -24,7 +24,7 @@ def test_run_name_parsing_of_job_scripts():
 
 @pytest.mark.parametrize("argv, message", [
     (["--not_a_flag", "1"], "unrecognized arguments: --not_a_flag"),
-    (["--langevin_dynamics_noise", "3"], "--langevin_dynamics_noise belongs to System 2"),
+    (["--infer_ebt_advanced"], "--infer_ebt_advanced belongs to System 2 inference"),
     (["--modality", "IMG"], "--modality IMG belongs to image denoising"),
     (["--vocab_to_embed_uses_prob_dist", "--no-normalize_initial_condition"],
      "--vocab_to_embed_uses_prob_dist needs --normalize_initial_condition"),

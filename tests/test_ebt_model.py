@@ -145,7 +145,7 @@ def test_parameter_parity_with_transformer_plus_plus():
     baseline = Baseline_Transformer_NLP(TINY)
     count = lambda m: sum(p.numel() for p in m.parameters())
     D = TINY["embedding_dim"]
-    assert count(ebt) - count(baseline) == D + TINY["mcmc_num_steps"] * D + 1  # + alpha
+    assert count(ebt) - count(baseline) == D + TINY["mcmc_num_steps"] * D + 2  # + alpha, Langevin std
 
 
 def test_xxs_parameter_count_with_neox_vocabulary():

@@ -14,17 +14,12 @@ from model.config import EBT_TYPES, MODEL_SIZES, SUGGESTED_PEAK_LR
 # Published flags whose features are not implemented yet, and where they will come from.
 PLANNED_FLAGS = {
     **dict.fromkeys([
-        "langevin_dynamics_noise", "langevin_dynamics_noise_learnable", "no_langevin_during_eval",
-        "randomize_mcmc_step_size_scale", "randomize_mcmc_num_steps", "randomize_mcmc_num_steps_min",
-        "randomize_mcmc_num_steps_final_landscape", "no_mcmc_detach", "truncate_mcmc", "clamp_futures_grad",
-        "clamp_futures_grad_max_change", "clamp_max_after_warm_up", "absolute_clamp", "contrastive_loss",
-        "contrastive_loss_coeff", "soften_target_prob_dist", "mcmc_replay_buffer", "mcmc_replay_buffer_size",
-        "mcmc_replay_buffer_sample_bs_percent", "only_test", "only_test_model_ckpt", "infer_ebt_advanced",
+        "only_test", "only_test_model_ckpt", "infer_ebt_advanced",
         "infer_ebt_num_steps", "infer_ebt_override_alpha", "infer_langevin_dynamics_noise",
         "infer_langevin_first_step", "infer_generated_samples", "infer_energy_sampling_technique",
         "infer_accept_lower_energies", "infer_steps_final_landscape", "infer_alpha_final_landscape",
         "infer_max_gen_len", "infer_echo", "infer_temp", "infer_topp", "infer_topk", "infer_output_dir",
-        "finetuning_model_ckpt"], "System 2 and evaluation (issue 3)"),
+        "finetuning_model_ckpt"], "System 2 inference and evaluation (issue 3)"),
     **dict.fromkeys([
         "image_task", "denoise_images_noise_level", "randomize_denoise_images_noise_level", "patch_size",
         "image_dims", "diffusion_steps", "use_deterministic_reverse", "infer_increase_steps",
@@ -36,8 +31,8 @@ PLANNED_FLAGS = {
 }
 PLANNED_VALUES = {("modality", "IMG"): "image denoising (issue 4)", ("modality", "VID"): "video (issue 5)",
                   ("model_name", "dit"): "image denoising (issue 4)",
-                  ("execution_mode", "finetune"): "System 2 and evaluation (issue 3)",
-                  ("execution_mode", "inference"): "System 2 and evaluation (issue 3)"}
+                  ("execution_mode", "finetune"): "System 2 inference and evaluation (issue 3)",
+                  ("execution_mode", "inference"): "System 2 inference and evaluation (issue 3)"}
 
 
 class UsageError(SystemExit):
@@ -90,6 +85,40 @@ def build_parser():
     g.add_argument("--ebt_attention", default="fast", choices=["fast", "reference"],
                    help="fast = observed stream cached across steps; reference = one masked attention "
                         "over [observed; predictions] every step (slow, for checking)")
+
+    g = p.add_argument_group("EBT System 2 training (spec 2.6-2.10; job_scripts/nlp/pretrain/ebt_s2.sh)")
+    g.add_argument("--randomize_mcmc_step_size_scale", type=float, default=1.0,
+                   help="s > 1: in training, alpha ~ U[alpha/s, alpha*s] per row and position")
+    g.add_argument("--randomize_mcmc_num_steps", type=int, default=0,
+                   help="R > 0: in training each landscape takes U{min..R+1} steps; evaluation takes R+1 on the last")
+    g.add_argument("--randomize_mcmc_num_steps_min", type=int, default=0, help="smallest random step count (0 = 1)")
+    g.add_argument("--randomize_mcmc_num_steps_final_landscape", action="store_true",
+                   help="randomise the step count of the last landscape only")
+    g.add_argument("--langevin_dynamics_noise", type=float, default=0.0,
+                   help="std of Gaussian noise added to the predicted logits before every thinking step")
+    g.add_argument("--langevin_dynamics_noise_learnable", action="store_true",
+                   help="learn the noise std after the LR warm-up")
+    g.add_argument("--no_langevin_during_eval", action="store_true",
+                   help="no Langevin noise in validation/test (the published NLP code ignored this flag)")
+    g.add_argument("--no_mcmc_detach", action="store_true", help="keep the graph between thinking steps")
+    g.add_argument("--truncate_mcmc", action="store_true",
+                   help="second-order graph and loss on the last thinking step only")
+    g.add_argument("--clamp_futures_grad", action="store_true",
+                   help="clamp the energy gradient to +-clamp_futures_grad_max_change / alpha")
+    g.add_argument("--clamp_futures_grad_max_change", type=float, default=9.0, help="see --clamp_futures_grad")
+    g.add_argument("--clamp_max_after_warm_up", type=float, default=0.0,
+                   help="!= 0: replaces clamp_futures_grad_max_change after the warm-up")
+    g.add_argument("--absolute_clamp", type=float, default=0.0, help="!= 0: clamp the logits to +-value after each step")
+    g.add_argument("--contrastive_loss", action="store_true",
+                   help="add a term ranking the true token's energy below the prediction's (\"didn't work well\")")
+    g.add_argument("--contrastive_loss_coeff", type=float, default=0.0005, help="weight of --contrastive_loss")
+    g.add_argument("--soften_target_prob_dist", type=float, default=0.0,
+                   help="label smoothing of the first step's targets, decreasing to 0 at the last step")
+    g.add_argument("--mcmc_replay_buffer", action="store_true",
+                   help="replay rows: continue thinking from stored logits of earlier batches")
+    g.add_argument("--mcmc_replay_buffer_size", type=int, default=192, help="records kept in the replay buffer")
+    g.add_argument("--mcmc_replay_buffer_sample_bs_percent", type=float, default=0.5,
+                   help="replayed rows per batch as a fraction of --batch_size_per_device")
 
     g = p.add_argument_group("architecture")
     g.add_argument("--context_length", type=int, default=64, help="tokens the model reads per row (C)")
@@ -223,6 +252,16 @@ def validate(args):
         return "--vocab_to_embed_uses_prob_dist needs --normalize_initial_condition (predictions must be probabilities)"
     if args.mcmc_num_steps < 1:
         return "--mcmc_num_steps must be at least 1"
+    if args.randomize_mcmc_step_size_scale < 1:
+        return "--randomize_mcmc_step_size_scale must be >= 1 (alpha is drawn from [alpha/s, alpha*s])"
+    if args.randomize_mcmc_num_steps < 0 or args.randomize_mcmc_num_steps_min > args.randomize_mcmc_num_steps + 1:
+        return "--randomize_mcmc_num_steps_min must be at most --randomize_mcmc_num_steps + 1"
+    if args.langevin_dynamics_noise_learnable and not args.langevin_dynamics_noise:
+        return "--langevin_dynamics_noise_learnable needs a starting --langevin_dynamics_noise > 0"
+    if args.mcmc_replay_buffer and args.model_name != "ebt":
+        return "--mcmc_replay_buffer is an EBT option; drop it for the baseline"
+    if args.mcmc_replay_buffer and not 0 < args.mcmc_replay_buffer_sample_bs_percent <= 1:
+        return "--mcmc_replay_buffer_sample_bs_percent is a fraction in (0, 1]"
     if args.mcmc_step_size <= 0:
         return "--mcmc_step_size must be positive"
     if args.batch_size_per_device < 1 or args.accumulate_grad_batches < 1:

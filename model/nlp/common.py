@@ -10,9 +10,10 @@ def inputs_and_targets(batch):
     return ids[:, :-1], ids[:, 1:]
 
 
-def next_token_loss(logits, targets, pad_token_id):
+def next_token_loss(logits, targets, pad_token_id, label_smoothing=0.0):
     """Mean cross-entropy over non-pad targets. logits (B, n, V), targets (B, n)."""
-    return F.cross_entropy(upcast(logits).flatten(0, 1), targets.flatten(), ignore_index=pad_token_id)
+    return F.cross_entropy(upcast(logits).flatten(0, 1), targets.flatten(), ignore_index=pad_token_id,
+                           label_smoothing=label_smoothing)
 
 
 def count_target_tokens(targets, pad_token_id):

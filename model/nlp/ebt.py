@@ -1,20 +1,25 @@
-"""Autoregressive Energy-Based Transformer for language (spec 2.1-2.7).
+"""Autoregressive Energy-Based Transformer for language (spec 2.1-2.10).
 
 For every position i the model learns an energy E_i(x_<=i, p_i) of a candidate next-token
 distribution p_i, and predicts by thinking: start from random logits, then repeatedly
 `logits <- softmax(logits) - alpha * dE/dsoftmax(logits)` (the published update rule, model/thinking.py).
 The loss is the next-token cross-entropy of the logits after every step, averaged over steps.
+System 2 training adds random step sizes and step counts, Langevin noise, no-detach + truncation, a
+replay buffer and a contrastive term, each behind its published flag (config.EBTConfig).
 """
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from model.ar_ebt import AutoregressiveEBT
 from model.blocks import init_linear
 from model.config import EBTConfig
 from model.nlp.common import count_target_tokens, inputs_and_targets, next_token_loss
+from model.replay_buffer import CausalReplayBuffer
 from model.thinking import landscape_schedule, think
 
 MIN_STEP_SIZE = 1e-4  # alpha is clamped here so a learnable step size cannot go negative
+MIN_LANGEVIN_STD = 1e-6
 
 
 class EBT_NLP(nn.Module):
@@ -32,6 +37,26 @@ class EBT_NLP(nn.Module):
         self.transformer = AutoregressiveEBT(cfg)
         self.alpha = nn.Parameter(torch.tensor(float(cfg.mcmc_step_size)),
                                   requires_grad=cfg.mcmc_step_size_learnable)
+        # learnable only after warm-up, if asked (spec 2.10)
+        self.langevin_dynamics_noise_std = nn.Parameter(torch.tensor(float(cfg.langevin_dynamics_noise)),
+                                                        requires_grad=False)
+        self.grad_clamp_max_change = cfg.clamp_futures_grad_max_change
+        if cfg.mcmc_replay_buffer:
+            self.replay_buffer = CausalReplayBuffer(
+                cfg.mcmc_replay_buffer_size, cfg.context_length + 1, V,
+                int(cfg.batch_size_per_device * cfg.mcmc_replay_buffer_sample_bs_percent))
+
+    def num_evaluation_steps(self):
+        """Thinking steps outside training (the maximum of a randomised schedule)."""
+        c = self.cfg
+        return len(landscape_schedule(c.mcmc_num_steps, c.randomize_mcmc_num_steps, training=False))
+
+    def warm_up_finished(self):
+        """Called once when the LR warm-up ends (spec 2.10)."""
+        if self.cfg.clamp_max_after_warm_up:
+            self.grad_clamp_max_change = self.cfg.clamp_max_after_warm_up
+        if self.cfg.langevin_dynamics_noise_learnable:
+            self.langevin_dynamics_noise_std.requires_grad_(True)
 
     def embed_prediction(self, prediction):
         """Predicted distributions (or raw logits without normalisation) (B, n, V) -> (B, n, D)."""
@@ -64,48 +89,107 @@ class EBT_NLP(nn.Module):
 
         return energy
 
-    def forward(self, input_ids, learning=False, final_energy=False):
+    def step_size(self, batch_size, n, randomize):
+        """alpha, or per (row, position) alpha ~ U[alpha/s, alpha*s] when training with scale s != 1."""
+        alpha = self.alpha.clamp(min=MIN_STEP_SIZE)
+        s = self.cfg.randomize_mcmc_step_size_scale
+        if not randomize or s == 1:
+            return alpha
+        u = torch.rand(batch_size, n, 1, device=alpha.device, dtype=alpha.dtype)
+        return alpha / s + u * (alpha * s - alpha / s)
+
+    def forward(self, input_ids, learning=False, final_energy=False, initial_logits=None):
         """Think about the next token at every position. input_ids (B, n) -> ThinkingResult.
 
         `states[i]` are the logits (B, n, V) after step i; `energies[i]` (B, n) the energy of the
         prediction that step started from; with final_energy, `final_energy` that of the last prediction.
-        learning=True builds the second-order graph for training.
+        learning=True means training: the second-order graph and the System 2 randomness.
+        initial_logits (R, n, V) replace the initial guess of the LAST R rows (replayed rows).
         """
+        cfg = self.cfg
         B, n = input_ids.shape
+        z0 = self.initial_logits(B, n, input_ids.device)
+        if initial_logits is not None:
+            z0 = torch.cat([z0[:B - initial_logits.shape[0]], initial_logits.to(z0.dtype)])
+        langevin = None
+        if cfg.langevin_dynamics_noise and (learning or not cfg.no_langevin_during_eval):
+            langevin = self.langevin_dynamics_noise_std.clamp(min=MIN_LANGEVIN_STD)
+        grad_clamp = None
+        if cfg.clamp_futures_grad:  # published: relative to the unrandomised alpha
+            grad_clamp = self.grad_clamp_max_change / self.alpha.clamp(min=MIN_STEP_SIZE)
         return think(
             self.energy_function(input_ids, learning),
-            self.initial_logits(B, n, input_ids.device),
-            step_size=self.alpha.clamp(min=MIN_STEP_SIZE),
-            landscapes=landscape_schedule(self.cfg.mcmc_num_steps),
+            z0,
+            step_size=self.step_size(B, n, randomize=learning),
+            landscapes=landscape_schedule(cfg.mcmc_num_steps, cfg.randomize_mcmc_num_steps,
+                                          cfg.randomize_mcmc_num_steps_min,
+                                          cfg.randomize_mcmc_num_steps_final_landscape, training=learning),
             create_graph=learning,
-            normalize=(lambda z: torch.softmax(z, dim=-1)) if self.cfg.normalize_initial_condition else None,
+            normalize=(lambda z: torch.softmax(z, dim=-1)) if cfg.normalize_initial_condition else None,
+            detach_between_steps=not cfg.no_mcmc_detach,
+            truncate=cfg.truncate_mcmc,
+            langevin_std=langevin,
+            grad_clamp=grad_clamp,
+            state_clamp=cfg.absolute_clamp or None,
             evaluate_final_energy=final_energy,
         )
+
+    def step_loss(self, logits, targets, step, num_steps):
+        """Cross-entropy after one step; soften_target_prob_dist smooths early steps' targets (spec 2.7)."""
+        smoothing = 0.0
+        if self.cfg.soften_target_prob_dist and num_steps > 1:
+            smoothing = (num_steps - 1 - step) / (num_steps - 1) * self.cfg.soften_target_prob_dist
+        return next_token_loss(logits, targets, self.cfg.pad_token_id, smoothing)
+
+    def contrastive_loss(self, input_ids, targets, fake_energies):
+        """Rank the true next token's energy below the final prediction's (spec 2.8, off by default)."""
+        true_dist = F.one_hot(targets.clamp(min=0), self.cfg.vocab_size).to(self.embeddings.weight.dtype)
+        energy = self.energy_function(input_ids, learning=True)
+        true_energies = energy(true_dist, self.cfg.mcmc_num_steps - 1)  # (B, n)
+        scores = -torch.stack([true_energies, fake_energies], dim=-1)  # (B, n, 2): real is class 0
+        labels = torch.zeros_like(targets).masked_fill(targets == self.cfg.pad_token_id, -100)
+        return F.cross_entropy(scores.flatten(0, 1), labels.flatten(), ignore_index=-100)
 
     def forward_loss_wrapper(self, batch, phase="train", final_energy=None):
         """Loss and logs for a batch of token rows (B, C+1) (spec 2.7).
 
         final_energy (default: outside training) adds `final_energy`, the energy after thinking.
         """
-        inputs, targets = inputs_and_targets(batch)
-        final_energy = phase != "train" if final_energy is None else final_energy
-        # no second-order graph outside training
-        result = self(inputs, learning=phase == "train", final_energy=final_energy)
-        pad = self.cfg.pad_token_id
-        step_losses = torch.stack([next_token_loss(logits, targets, pad) for logits in result.states])
-        not_pad = (targets != pad).float()
+        training = phase == "train"  # no second-order graph and no S2 randomness outside training
+        rows, replayed_logits = batch["input_ids"], None
+        replay = self.cfg.mcmc_replay_buffer and training
+        if replay:
+            fresh_rows = rows
+            rows, replayed_logits = self.replay_buffer.sample(rows)
+        inputs, targets = inputs_and_targets({"input_ids": rows})
+        final_energy = not training if final_energy is None else final_energy
+        result = self(inputs, learning=training, final_energy=final_energy, initial_logits=replayed_logits)
+        if replay:
+            self.replay_buffer.add(fresh_rows, result.states[-1][:fresh_rows.shape[0]])
+
+        T = len(result.states)
+        step_losses = torch.stack([self.step_loss(z, targets, i, T) for i, z in enumerate(result.states)])
+        loss = step_losses[-1] if self.cfg.truncate_mcmc else step_losses.mean()
+        out = {}
+        if self.cfg.contrastive_loss and training:
+            out["contrastive_loss"] = self.contrastive_loss(inputs, targets, result.energies[-1])
+            loss = loss + self.cfg.contrastive_loss_coeff * out["contrastive_loss"]
+            out["contrastive_loss"] = out["contrastive_loss"].detach()
+
+        not_pad = (targets != self.cfg.pad_token_id).float()
         token_mean = lambda e: (e.detach() * not_pad).sum() / not_pad.sum().clamp(min=1)
         step_energies = torch.stack([token_mean(e) for e in result.energies])
         final = step_losses[-1].detach()
-        extra = {"final_energy": token_mean(result.final_energy)} if final_energy else {}
+        if final_energy:
+            out["final_energy"] = token_mean(result.final_energy)
         return {
-            **extra,
-            "loss": step_losses.mean(),
+            **out,
+            "loss": loss,
             "initial_loss": step_losses[0].detach(),
             "final_step_loss": final,
             "perplexity": final.exp(),
             "initial_final_pred_energies_gap": step_energies[0] - step_energies[-1],
             "step_losses": step_losses.detach(),  # (T,) loss after each thinking step
             "step_energies": step_energies,  # (T,) mean energy each step started from
-            "num_tokens": count_target_tokens(targets, pad),
+            "num_tokens": count_target_tokens(targets, self.cfg.pad_token_id),
         }
