@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader
 from data.nlp import NLPCollator, build_nlp_datasets, load_tokenizer
 from data.samplers import ResumableBatchSampler
 from model.nlp.baseline_transformer import Baseline_Transformer_NLP
+from model.config import InferenceConfig
 from model.nlp.ebt import EBT_NLP
 from utils.optimization import build_lr_scheduler, build_param_groups
 
@@ -67,8 +68,12 @@ class ModelTrainer(L.LightningModule):
         hp = vars(hparams) if isinstance(hparams, Namespace) else dict(hparams)
         self.save_hyperparameters(hp)
         self.model = build_model(self.hparams)
-        num_steps = self.model.num_evaluation_steps() if hasattr(self.model, "num_evaluation_steps") else 1
+        is_ebt = hp["model_name"] == "ebt"
+        self.inference = InferenceConfig.from_hparams(hp) if is_ebt and hp.get("infer_ebt_advanced") else None
+        num_steps = self.model.num_evaluation_steps() if is_ebt else 1
         self.valid_metric = TokenWeightedLoss(num_steps)
+        self.test_metric = TokenWeightedLoss(self.model.num_inference_steps(self.inference) if self.inference
+                                             else num_steps)
         self.train_dataset = self.valid_dataset = None
 
     # ------------------------------------------------------------------------------ data
@@ -98,12 +103,19 @@ class ModelTrainer(L.LightningModule):
             self.train_batch_sampler.resume(*self._resume_position)
         return DataLoader(self.train_dataset, batch_sampler=self.train_batch_sampler, **self._loader_kwargs())
 
-    def val_dataloader(self):
+    def _evaluation_loader(self, dataset):
         sampler = None
         if self.trainer.world_size > 1:
-            sampler = torch.utils.data.distributed.DistributedSampler(self.valid_dataset, shuffle=False)
-        return DataLoader(self.valid_dataset, batch_size=self.hparams.batch_size_per_device, sampler=sampler,
+            sampler = torch.utils.data.distributed.DistributedSampler(dataset, shuffle=False)
+        return DataLoader(dataset, batch_size=self.hparams.batch_size_per_device, sampler=sampler,
                           **self._loader_kwargs())
+
+    def val_dataloader(self):
+        return self._evaluation_loader(self.valid_dataset)
+
+    def test_dataloader(self):
+        # local corpora have no separate test split: the held-out validation rows serve (seeded, never trained on)
+        return self._evaluation_loader(self.valid_dataset)
 
     def on_save_checkpoint(self, checkpoint):
         # batches of this epoch already fetched for training (a save inside on_train_batch_end has not
@@ -121,6 +133,8 @@ class ModelTrainer(L.LightningModule):
         extra = {}
         if self.hparams.model_name == "ebt":
             extra["final_energy"] = phase != "train" or (self.global_step + 1) % self.hparams.log_every_n_steps == 0
+            if phase == "test" and self.inference is not None:
+                extra = {"inference": self.inference}
         cuda_devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda_devices):  # leaves the global RNG streams untouched
             torch.manual_seed(step_seed(self.hparams.seed, step, self.global_rank, phase))
@@ -153,23 +167,31 @@ class ModelTrainer(L.LightningModule):
         self.valid_metric.update(out)
 
     def on_validation_epoch_end(self):
-        report = self.validation_report()
+        report = self.loss_report(self.valid_metric, "valid")
         self.log("valid_loss", report.pop("valid_loss"), prog_bar=True)
         self.log_dict(report)
         self.valid_metric.reset()
 
-    def validation_report(self):
-        """valid_loss (the training objective: mean over steps) and per-step token-weighted losses."""
-        step_losses, step_energies = map(torch.atleast_1d, self.valid_metric.compute())  # 1 step comes back 0-d
-        report = {"valid_loss": step_losses.mean().float(), "valid_final_step_loss": step_losses[-1].float(),
-                  "valid_perplexity": step_losses[-1].exp().float()}
+    def test_step(self, batch, batch_idx):
+        self.test_metric.update(self._forward(batch, "test", batch_idx))
+
+    def on_test_epoch_end(self):
+        self.log_dict(self.loss_report(self.test_metric, "test"))
+        self.test_metric.reset()
+
+    def loss_report(self, metric, prefix):
+        """<prefix>_loss (the training objective: mean over steps), per-step token-weighted losses,
+        perplexities and energies (energy_step_i: before step i; energy_final: after thinking)."""
+        step_losses, step_energies = map(torch.atleast_1d, metric.compute())  # 1 step comes back 0-d
+        report = {f"{prefix}_loss": step_losses.mean().float(), f"{prefix}_final_step_loss": step_losses[-1].float(),
+                  f"{prefix}_perplexity": step_losses[-1].exp().float()}
         for i, loss in enumerate(step_losses):
-            report[f"valid_loss_step_{i + 1}"] = loss.float()
-            report[f"valid_perplexity_step_{i + 1}"] = loss.exp().float()
-        if self.hparams.model_name == "ebt":  # energy_step_i: before step i; energy_final: after thinking
+            report[f"{prefix}_loss_step_{i + 1}"] = loss.float()
+            report[f"{prefix}_perplexity_step_{i + 1}"] = loss.exp().float()
+        if self.hparams.model_name == "ebt":
             for i, energy in enumerate(step_energies[:-1]):
-                report[f"valid_energy_step_{i + 1}"] = energy.float()
-            report["valid_energy_final"] = step_energies[-1].float()
+                report[f"{prefix}_energy_step_{i + 1}"] = energy.float()
+            report[f"{prefix}_energy_final"] = step_energies[-1].float()
         return report
 
     # ------------------------------------------------------------------------------ optimisation

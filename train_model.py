@@ -1,4 +1,5 @@
 """Train an EBT or a Transformer++ (spec 1.1). `python train_model.py` runs the offline CPU quickstart."""
+import json
 import os
 import random
 import sys
@@ -37,16 +38,45 @@ def wandb_configured(args):
     return os.path.exists(netrc) and "api.wandb.ai" in open(netrc).read()
 
 
-def print_validation_table(report, num_steps):
-    print("\nvalidation (token-weighted over the whole validation set):")
-    print(f"  {'after step':>10}  {'loss':>8}  {'perplexity':>10}")
-    for i in range(1, num_steps + 1):
-        print(f"  {i:>10}  {report[f'valid_loss_step_{i}']:>8.4f}  {report[f'valid_perplexity_step_{i}']:>10.3f}")
+def print_loss_table(report, prefix, what):
+    """Loss, perplexity and mean energy after each thinking step, token-weighted."""
+    steps = sum(1 for k in report if k.startswith(f"{prefix}_loss_step_"))
+    print(f"\n{what} (token-weighted):")
+    print(f"  {'after step':>10}  {'loss':>8}  {'perplexity':>10}  {'energy':>9}")
+    energy = f"{report[f'{prefix}_energy_step_1']:>9.4f}" if f"{prefix}_energy_step_1" in report else ""
+    print(f"  {'(guess)':>10}  {'':>8}  {'':>10}  {energy}")
+    for i in range(1, steps + 1):
+        after = report.get(f"{prefix}_energy_step_{i + 1}", report.get(f"{prefix}_energy_final"))
+        print(f"  {i:>10}  {report[f'{prefix}_loss_step_{i}']:>8.4f}  "
+              f"{report[f'{prefix}_perplexity_step_{i}']:>10.3f}  {'' if after is None else f'{after:>9.4f}'}")
+
+
+def load_checkpoint_hparams(args, argv):
+    """--only_test: the checkpoint's hyperparameters with the test-time overrides (spec 1.4)."""
+    import torch
+
+    from utils.cli import inherit_checkpoint_hparams
+
+    try:
+        checkpoint = torch.load(args.only_test_model_ckpt, map_location="cpu", weights_only=False)
+        trained = checkpoint["hyper_parameters"]
+    except Exception as error:  # a truncated or foreign file
+        raise UsageError(f"train_model.py: error: --only_test_model_ckpt {args.only_test_model_ckpt} is not a "
+                         f"checkpoint of this project ({type(error).__name__}: {error})") from error
+    hp = inherit_checkpoint_hparams(args, argv, trained)
+    if hp.infer_ebt_advanced and hp.model_name != "ebt":
+        raise UsageError("train_model.py: error: --infer_ebt_advanced is EBT thinking; this checkpoint is a "
+                         f"{hp.model_name}")
+    return hp, checkpoint["state_dict"]
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = parse_args(argv)
+        state_dict = None
+        if args.only_test:
+            args, state_dict = load_checkpoint_hparams(args, argv)
     except UsageError as error:
         print(error, file=sys.stderr)
         return 2
@@ -93,6 +123,8 @@ def main(argv=None):
         torch.autograd.set_detect_anomaly(True)
 
     module = ModelTrainer(args)
+    if state_dict is not None:
+        module.load_state_dict(state_dict)
     if args.compile_model:
         module.model = torch.compile(module.model)
     n_params = sum(p.numel() for p in module.model.parameters())
@@ -146,6 +178,7 @@ def main(argv=None):
         callbacks=callbacks, plugins=[AtomicCheckpointIO()], enable_model_summary=args.log_model_archi,
         num_sanity_val_steps=args.val_sanity, fast_dev_run=args.fast_dev_run,
         limit_train_batches=args.limit_train_batches, limit_val_batches=args.limit_val_batches,
+        limit_test_batches=args.limit_test_batches,
         overfit_batches=args.overfit_batches, val_check_interval=val_check,
         check_val_every_n_epoch=args.check_val_every_n_epoch if val_check is None or args.check_val_every_n_epoch
         else None,
@@ -154,6 +187,15 @@ def main(argv=None):
         profiler=args.profiler, log_every_n_steps=args.log_every_n_steps, detect_anomaly=args.detect_anomaly,
         use_distributed_sampler=False,  # our samplers shard by rank themselves
         inference_mode=False)  # the EBT takes input gradients while validating
+
+    if args.only_test:
+        trainer.test(module, verbose=False)
+        report = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")}
+        print_loss_table(report, "test", f"{args.dataset_name} test split, checkpoint {args.only_test_model_ckpt}")
+        with open(os.path.join(run_dir, "test_report.json"), "w") as f:
+            json.dump(report, f, indent=1)
+        print(f"report: {os.path.join(run_dir, 'test_report.json')}")
+        return 0
 
     start = time.time()
     trainer.fit(module, ckpt_path=args.resume_training_ckpt or None)
@@ -164,8 +206,7 @@ def main(argv=None):
 
     trainer.validate(module, verbose=False)
     report = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("valid_")}
-    num_steps = sum(1 for k in report if k.startswith("valid_loss_step_"))
-    print_validation_table(report, num_steps)
+    print_loss_table(report, "valid", "the whole validation set")
     print(f"trained {trainer.global_step} steps in {train_seconds:.0f} s")
 
     metrics_csv = os.path.join(run_dir, "metrics.csv")

@@ -112,3 +112,25 @@ class EBTConfig(TransformerConfig):
             raise ValueError("randomize_mcmc_step_size_scale must be >= 1 (alpha is drawn from [alpha/s, alpha*s])")
         if self.randomize_mcmc_num_steps_min > self.randomize_mcmc_num_steps + 1:
             raise ValueError("randomize_mcmc_num_steps_min must be at most randomize_mcmc_num_steps + 1")
+
+
+@dataclass
+class InferenceConfig(_FromHparams):
+    """System 2 thinking at test time (spec 4.1, 4.2); used with --infer_ebt_advanced."""
+    infer_ebt_num_steps: int = 1
+    infer_ebt_override_alpha: float = 0.0  # 0: trained alpha; (0, 1): multiplier; >= 1: the value
+    infer_langevin_dynamics_noise: float = 0.0  # 0: the trained noise std
+    infer_langevin_first_step: bool = False
+    infer_generated_samples: int = 1
+    infer_energy_sampling_technique: str = "min"
+    infer_accept_lower_energies: bool = False
+    infer_steps_final_landscape: bool = False
+    infer_alpha_final_landscape: bool = False
+
+    def __post_init__(self):
+        if self.infer_ebt_num_steps < 1 or self.infer_generated_samples < 1:
+            raise ValueError("infer_ebt_num_steps and infer_generated_samples must be at least 1")
+        if self.infer_ebt_override_alpha < 0:
+            raise ValueError("infer_ebt_override_alpha must be >= 0")
+        if self.infer_energy_sampling_technique not in ("min", "max", "max_gap"):
+            raise ValueError("infer_energy_sampling_technique must be min, max or max_gap")

@@ -52,17 +52,23 @@ def landscape_schedule(num_landscapes, randomize_num_steps=0, min_num_steps=0, f
     return schedule
 
 
+def _at_step(value, i):
+    return value[i] if isinstance(value, (list, tuple)) else value
+
+
 def think(energy_fn, initial_state, step_size, landscapes, *, create_graph, normalize=None,
           detach_between_steps=True, truncate=False, langevin_std=None, grad_clamp=None, state_clamp=None,
-          evaluate_final_energy=False):
+          accept_lower_energies=False, evaluate_final_energy=False):
     """Run gradient descent on the energy from `initial_state`, one step per entry of `landscapes`.
 
-    step_size: scalar tensor or a tensor broadcastable to the state (e.g. (B, n, 1) per position).
+    step_size: scalar tensor or a tensor broadcastable to the state (e.g. (B, n, 1) per position), or a
+    list with one such value per step (as is langevin_std, where None means no noise at that step).
     detach_between_steps: cut the graph between steps (published default); the loss at step i then
     backpropagates through step i's energy gradient only. False (System 2's no_mcmc_detach) keeps it.
     truncate: build the second-order graph on the last step only (System 2's truncate_mcmc).
     langevin_std: Langevin noise added to the state before every step (System 2).
     grad_clamp / state_clamp: clamp the energy gradient / the new state to +-value.
+    accept_lower_energies: keep a step's proposal only where it lowers the energy (test time, spec 4.2).
     evaluate_final_energy: also evaluate (without graph) the energy of the final prediction on the last
     landscape, to see whether thinking lowered it; one extra forward.
     """
@@ -72,8 +78,10 @@ def think(energy_fn, initial_state, step_size, landscapes, *, create_graph, norm
         for i, landscape in enumerate(landscapes):
             if detach_between_steps or not state.requires_grad:
                 state = state.detach().requires_grad_()
-            if langevin_std is not None:
-                state = state + torch.randn_like(state) * langevin_std
+            start = state
+            noise_std = _at_step(langevin_std, i)
+            if noise_std is not None:
+                state = state + torch.randn_like(state) * noise_std
             prediction = normalize(state) if normalize is not None else state
             energy = energy_fn(prediction, landscape)
             second_order = create_graph and (not truncate or i == len(landscapes) - 1)
@@ -82,9 +90,14 @@ def think(energy_fn, initial_state, step_size, landscapes, *, create_graph, norm
                                           retain_graph=create_graph)
             if grad_clamp is not None:
                 grad = grad.clamp(-grad_clamp, grad_clamp)
-            state = prediction - step_size * grad
+            state = prediction - _at_step(step_size, i) * grad
             if state_clamp is not None:
                 state = state.clamp(-state_clamp, state_clamp)
+            if accept_lower_energies:
+                with torch.no_grad():
+                    proposal = normalize(state) if normalize is not None else state
+                    lower = energy_fn(proposal, landscape) < energy  # (B, n) or (B,)
+                state = torch.where(lower.view(*lower.shape, *[1] * (state.dim() - lower.dim())), state, start)
             if not create_graph:  # evaluation: keep no graph alive across steps
                 state, energy = state.detach(), energy.detach()
             result.energies.append(energy)

@@ -24,7 +24,11 @@ def test_run_name_parsing_of_job_scripts():
 
 @pytest.mark.parametrize("argv, message", [
     (["--not_a_flag", "1"], "unrecognized arguments: --not_a_flag"),
-    (["--infer_ebt_advanced"], "--infer_ebt_advanced belongs to System 2 inference"),
+    (["--infer_max_gen_len", "5"], "--infer_max_gen_len belongs to text generation"),
+    (["--only_test"], "--only_test needs --only_test_model_ckpt"),
+    (["--only_test", "--only_test_model_ckpt", "/no/such.ckpt"], "--only_test_model_ckpt /no/such.ckpt: no such file"),
+    (["--infer_ebt_advanced", "--model_name", "baseline_transformer"], "the Transformer++ cannot think longer"),
+    (["--langevin_dynamics_noise_learnable"], "needs a starting --langevin_dynamics_noise"),
     (["--modality", "IMG"], "--modality IMG belongs to image denoising"),
     (["--vocab_to_embed_uses_prob_dist", "--no-normalize_initial_condition"],
      "--vocab_to_embed_uses_prob_dist needs --normalize_initial_condition"),

@@ -85,3 +85,18 @@ def test_interrupted_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypa
     monkeypatch.undo()
     assert torch.load(path) == {"step": 1}
     assert os.listdir(tmp_path) == ["last.ckpt"]  # no temporary file left behind
+
+
+def test_system2_recipe_trains_without_nans_and_checkpoints_its_replay_buffer(tmp_path, corpus):
+    run_dir = run(tmp_path, corpus, "--mcmc_step_size", "5", "--no-mcmc_step_size_learnable",
+                  "--randomize_mcmc_step_size_scale", "2", "--mcmc_num_steps", "1", "--randomize_mcmc_num_steps", "2",
+                  "--randomize_mcmc_num_steps_min", "2", "--langevin_dynamics_noise", "3.0", "--no_mcmc_detach",
+                  "--truncate_mcmc", "--mcmc_replay_buffer", "--max_steps", "40", "--val_check_interval", "20",
+                  "--peak_learning_rate", "0.01", name="s2")
+    metrics = read_metrics(run_dir)
+    train, valid = metrics("train_loss"), metrics("valid_loss")
+    assert all(map(torch.isfinite, torch.tensor(list(train.values()))))
+    assert valid[max(valid)] < valid[min(valid)]
+    assert metrics("valid_loss_step_3")  # evaluation thinks for the maximum, 3 steps
+    state = torch.load(os.path.join(run_dir, "checkpoints", "last.ckpt"), weights_only=False)["state_dict"]
+    assert int(state["model.replay_buffer.count"]) == 40 * 8

@@ -14,12 +14,8 @@ from model.config import EBT_TYPES, MODEL_SIZES, SUGGESTED_PEAK_LR
 # Published flags whose features are not implemented yet, and where they will come from.
 PLANNED_FLAGS = {
     **dict.fromkeys([
-        "only_test", "only_test_model_ckpt", "infer_ebt_advanced",
-        "infer_ebt_num_steps", "infer_ebt_override_alpha", "infer_langevin_dynamics_noise",
-        "infer_langevin_first_step", "infer_generated_samples", "infer_energy_sampling_technique",
-        "infer_accept_lower_energies", "infer_steps_final_landscape", "infer_alpha_final_landscape",
         "infer_max_gen_len", "infer_echo", "infer_temp", "infer_topp", "infer_topk", "infer_output_dir",
-        "finetuning_model_ckpt"], "System 2 inference and evaluation (issue 3)"),
+        "finetuning_model_ckpt"], "text generation and finetuning (issue 3)"),
     **dict.fromkeys([
         "image_task", "denoise_images_noise_level", "randomize_denoise_images_noise_level", "patch_size",
         "image_dims", "diffusion_steps", "use_deterministic_reverse", "infer_increase_steps",
@@ -31,8 +27,8 @@ PLANNED_FLAGS = {
 }
 PLANNED_VALUES = {("modality", "IMG"): "image denoising (issue 4)", ("modality", "VID"): "video (issue 5)",
                   ("model_name", "dit"): "image denoising (issue 4)",
-                  ("execution_mode", "finetune"): "System 2 inference and evaluation (issue 3)",
-                  ("execution_mode", "inference"): "System 2 inference and evaluation (issue 3)"}
+                  ("execution_mode", "finetune"): "text generation and finetuning (issue 3)",
+                  ("execution_mode", "inference"): "text generation and finetuning (issue 3)"}
 
 
 class UsageError(SystemExit):
@@ -119,6 +115,32 @@ def build_parser():
     g.add_argument("--mcmc_replay_buffer_size", type=int, default=192, help="records kept in the replay buffer")
     g.add_argument("--mcmc_replay_buffer_sample_bs_percent", type=float, default=0.5,
                    help="replayed rows per batch as a fraction of --batch_size_per_device")
+
+    g = p.add_argument_group("evaluation and System 2 thinking at test time (spec 1.4, 4.1, 4.2)")
+    g.add_argument("--only_test", action="store_true",
+                   help="evaluate --only_test_model_ckpt on the test split instead of training")
+    g.add_argument("--only_test_model_ckpt", default="", help="checkpoint to evaluate (its hyperparameters are used)")
+    g.add_argument("--limit_test_batches", type=float, default=1.0, help="fraction or number of test batches")
+    g.add_argument("--infer_ebt_advanced", action="store_true",
+                   help="think with the infer_* options below instead of the training-time schedule")
+    g.add_argument("--infer_ebt_num_steps", type=int, default=1,
+                   help="steps per landscape (default type: total steps; 1 = as trained)")
+    g.add_argument("--infer_ebt_override_alpha", type=float, default=0.0,
+                   help="step size at test time: 0 = trained alpha, in (0, 1) = multiplier, >= 1 = the value")
+    g.add_argument("--infer_langevin_dynamics_noise", type=float, default=0.0,
+                   help="noise std at test time (0 = the trained one)")
+    g.add_argument("--infer_langevin_first_step", action="store_true", help="noise on the first step only")
+    g.add_argument("--infer_generated_samples", type=int, default=1,
+                   help="G > 1: think G times from different random guesses, keep one per position (best-of-N)")
+    g.add_argument("--infer_energy_sampling_technique", default="min", choices=["min", "max", "max_gap"],
+                   help="which sample to keep per position: lowest final energy (self-verification), highest, "
+                        "or largest energy drop")
+    g.add_argument("--infer_accept_lower_energies", action="store_true",
+                   help="keep a thinking step only where it lowers the energy")
+    g.add_argument("--infer_steps_final_landscape", action="store_true",
+                   help="the extra steps go to the last landscape only (earlier ones take one step)")
+    g.add_argument("--infer_alpha_final_landscape", action="store_true",
+                   help="the overridden alpha applies to the last landscape only")
 
     g = p.add_argument_group("architecture")
     g.add_argument("--context_length", type=int, default=64, help="tokens the model reads per row (C)")
@@ -280,6 +302,16 @@ def validate(args):
         return "--dataset_name text needs --dataset_dir pointing at a folder of .txt files"
     if args.dataset_dir and not os.path.exists(args.dataset_dir) and args.dataset_name not in ("pajama", "fineweb"):
         return f"--dataset_dir {args.dataset_dir} does not exist"
+    if args.only_test and not args.only_test_model_ckpt:
+        return "--only_test needs --only_test_model_ckpt path/to/checkpoint.ckpt"
+    if args.only_test_model_ckpt and not os.path.isfile(args.only_test_model_ckpt):
+        return f"--only_test_model_ckpt {args.only_test_model_ckpt}: no such file"
+    if args.infer_ebt_advanced and args.model_name != "ebt":
+        return "--infer_ebt_advanced is EBT thinking; the Transformer++ cannot think longer"
+    if args.infer_ebt_num_steps < 1 or args.infer_generated_samples < 1:
+        return "--infer_ebt_num_steps and --infer_generated_samples must be at least 1"
+    if args.infer_ebt_override_alpha < 0:
+        return "--infer_ebt_override_alpha must be >= 0"
     if args.resume_training_ckpt and not os.path.isfile(args.resume_training_ckpt):
         return f"--resume_training_ckpt {args.resume_training_ckpt}: no such file"
     if args.is_slurm_run and not args.override_slurm_checks:
@@ -289,6 +321,47 @@ def validate(args):
         if debug:
             return f"debug settings {debug} in a Slurm run; remove them or pass --override_slurm_checks"
     return None
+
+
+# What may differ from the checkpoint when evaluating it (spec 1.4); everything else is the trained model's.
+TEST_TIME_FLAGS = {
+    "run_name", "seed", "is_random_seed", "gpus", "distributed_strategy", "batch_size_per_device", "num_workers",
+    "prefetch_factor", "dataset_name", "dataset_dir", "validation_split_pct", "pretokenize_dataset",
+    "limit_test_batches", "log_dir", "console_log_filename", "log_every_n_steps", "log_model_archi", "no_wandb",
+    "wandb_entity", "wandb_project", "wandb_tags", "wandb_offline", "float_precision", "set_matmul_precision",
+    "only_test", "only_test_model_ckpt", "ebt_attention", "no_langevin_during_eval", "is_slurm_run",
+    "override_slurm_checks", "debug_mode", "fast_dev_run", "detect_anomaly", "profiler", "execution_mode",
+}
+
+
+def passed_flags(argv):
+    """Names of the flags written on the command line (--no-x counts as x)."""
+    names = set()
+    for token in argv:
+        if token.startswith("--"):
+            name = token[2:].split("=", 1)[0]
+            names.add(name[3:] if name.startswith("no-") else name)
+    return names
+
+
+def inherit_checkpoint_hparams(args, argv, trained):
+    """Hyperparameters for evaluating a checkpoint: the trained ones, plus what may change at test time.
+
+    A flag written on the command line that would change the trained model stops the run (UsageError);
+    flags the checkpoint does not know (added since) take the command line's value.
+    """
+    current = vars(args)
+    for name in sorted(passed_flags(argv) - TEST_TIME_FLAGS):
+        if name.startswith("infer_") or name not in trained or name not in current:
+            continue
+        if current[name] != trained[name]:
+            raise UsageError(f"train_model.py: error: --{name} cannot change at test time (the checkpoint has "
+                             f"{trained[name]!r}); drop it from the command")
+    hp = dict(trained)
+    for name, value in current.items():
+        if name in TEST_TIME_FLAGS or name.startswith("infer_") or name not in trained:
+            hp[name] = value
+    return argparse.Namespace(**hp)
 
 
 def parse_args(argv=None):
@@ -307,7 +380,8 @@ def parse_args(argv=None):
         args.max_scheduling_steps = args.max_steps
     if args.debug_mode:
         args.no_wandb, args.detect_anomaly, args.limit_train_batches = True, True, 1
-    for name in ("limit_train_batches", "limit_val_batches", "overfit_batches", "val_check_interval"):
+    for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "overfit_batches",
+                 "val_check_interval"):
         value = getattr(args, name)
         if value is not None and value > 1 and float(value).is_integer():
             setattr(args, name, int(value))  # Lightning reads ints as counts, floats as fractions

@@ -134,6 +134,61 @@ class EBT_NLP(nn.Module):
             evaluate_final_energy=final_energy,
         )
 
+    # ------------------------------------------------------------------ System 2 thinking at test time
+
+    def inference_plan(self, icfg):
+        """(landscapes, step sizes, noise stds) per step for --infer_ebt_advanced (spec 4.1, 4.2)."""
+        cfg, trained = self.cfg, self.alpha.detach()
+        a = icfg.infer_ebt_override_alpha
+        adjusted = trained * a if 0 < a < 1 else (torch.full_like(trained, a) if a >= 1 else trained)
+        if cfg.ebt_type == "default":  # no landscape index: just more steps
+            steps = icfg.infer_ebt_num_steps if icfg.infer_ebt_num_steps > 1 else cfg.mcmc_num_steps
+            landscapes, alphas = [0] * steps, [adjusted] * steps
+        else:
+            landscapes, alphas = [], []
+            inner = icfg.infer_ebt_num_steps if icfg.infer_ebt_num_steps != 1 else (cfg.randomize_mcmc_num_steps_min or 1)
+            for k in range(cfg.mcmc_num_steps):
+                final = k == cfg.mcmc_num_steps - 1
+                alpha = trained if icfg.infer_alpha_final_landscape and not final else adjusted
+                repeats = 1 if icfg.infer_steps_final_landscape and not final else inner
+                landscapes += [k] * repeats
+                alphas += [alpha] * repeats
+        std = icfg.infer_langevin_dynamics_noise or float(self.langevin_dynamics_noise_std)
+        noise = [torch.tensor(std) if std and (i == 0 or not icfg.infer_langevin_first_step) else None
+                 for i in range(len(landscapes))]
+        return landscapes, alphas, noise
+
+    def advanced_inference(self, input_ids, icfg):
+        """Think longer, with noise, over G samples per row; keep per position the sample chosen by its
+        energy (`min` = self-verification). input_ids (B, n) -> ThinkingResult of the chosen samples."""
+        B, n = input_ids.shape
+        G = icfg.infer_generated_samples
+        ids = input_ids.repeat_interleave(G, dim=0)  # rows b0g0, b0g1, ...: each copy its own initial guess
+        landscapes, alphas, noise = self.inference_plan(icfg)
+        result = think(
+            self.energy_function(ids, learning=False), self.initial_logits(B * G, n, ids.device), alphas,
+            landscapes, create_graph=False,
+            normalize=(lambda z: torch.softmax(z, dim=-1)) if self.cfg.normalize_initial_condition else None,
+            langevin_std=[s.to(ids.device) if s is not None else None for s in noise],
+            accept_lower_energies=icfg.infer_accept_lower_energies, evaluate_final_energy=True)
+        final, initial = result.final_energy.view(B, G, n), result.energies[0].view(B, G, n)
+        technique = icfg.infer_energy_sampling_technique
+        choice = {"min": lambda: final.argmin(1), "max": lambda: final.argmax(1),
+                  "max_gap": lambda: (initial - final).argmax(1)}[technique]()  # (B, n)
+
+        def chosen(t):  # (B*G, n, ...) -> (B, n, ...)
+            t = t.view(B, G, n, *t.shape[2:])
+            index = choice.view(B, 1, n, *[1] * (t.dim() - 3)).expand(B, 1, n, *t.shape[3:])
+            return t.gather(1, index).squeeze(1)
+
+        return type(result)(states=[chosen(s) for s in result.states], energies=[chosen(e) for e in result.energies],
+                            final_energy=chosen(result.final_energy))
+
+    def num_inference_steps(self, icfg):
+        return len(self.inference_plan(icfg)[0])
+
+    # ------------------------------------------------------------------ losses
+
     def step_loss(self, logits, targets, step, num_steps):
         """Cross-entropy after one step; soften_target_prob_dist smooths early steps' targets (spec 2.7)."""
         smoothing = 0.0
@@ -150,11 +205,15 @@ class EBT_NLP(nn.Module):
         labels = torch.zeros_like(targets).masked_fill(targets == self.cfg.pad_token_id, -100)
         return F.cross_entropy(scores.flatten(0, 1), labels.flatten(), ignore_index=-100)
 
-    def forward_loss_wrapper(self, batch, phase="train", final_energy=None):
+    def forward_loss_wrapper(self, batch, phase="train", final_energy=None, inference=None):
         """Loss and logs for a batch of token rows (B, C+1) (spec 2.7).
 
         final_energy (default: outside training) adds `final_energy`, the energy after thinking.
+        inference: an InferenceConfig to think with System 2 at test time (--infer_ebt_advanced).
         """
+        if inference is not None:
+            inputs, targets = inputs_and_targets(batch)
+            return self._loss_report(self.advanced_inference(inputs, inference), targets, inputs, False, True)
         training = phase == "train"  # no second-order graph and no S2 randomness outside training
         rows, replayed_logits = batch["input_ids"], None
         replay = self.cfg.mcmc_replay_buffer and training
@@ -166,7 +225,9 @@ class EBT_NLP(nn.Module):
         result = self(inputs, learning=training, final_energy=final_energy, initial_logits=replayed_logits)
         if replay:
             self.replay_buffer.add(fresh_rows, result.states[-1][:fresh_rows.shape[0]])
+        return self._loss_report(result, targets, inputs, training, final_energy)
 
+    def _loss_report(self, result, targets, inputs, training, final_energy):
         T = len(result.states)
         step_losses = torch.stack([self.step_loss(z, targets, i, T) for i, z in enumerate(result.states)])
         loss = step_losses[-1] if self.cfg.truncate_mcmc else step_losses.mean()
