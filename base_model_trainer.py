@@ -6,7 +6,7 @@ import torch
 import torchmetrics
 from torch.utils.data import DataLoader
 
-from data.nlp import NLPCollator, build_nlp_datasets, load_tokenizer
+from data.nlp import DownstreamCollator, DownstreamDataset, NLPCollator, build_nlp_datasets, is_downstream, load_tokenizer
 from data.samplers import ResumableBatchSampler
 from model.nlp.baseline_transformer import Baseline_Transformer_NLP
 from model.config import InferenceConfig
@@ -79,15 +79,28 @@ class ModelTrainer(L.LightningModule):
     # ------------------------------------------------------------------------------ data
 
     def setup(self, stage):
-        if self.train_dataset is None:
-            hp = Namespace(**self.hparams)
-            self.tokenizer = load_tokenizer(hp.tokenizer)
+        if self.train_dataset is not None:
+            return
+        hp = Namespace(**self.hparams)
+        self.tokenizer = load_tokenizer(hp.tokenizer)
+        if is_downstream(hp.dataset_name):  # question/answer sets with their own splits (spec 4.5)
+            if stage == "test":
+                self.train_dataset, self.valid_dataset = [], None
+                self.test_dataset = DownstreamDataset(hp, "test")
+            else:
+                self.train_dataset = DownstreamDataset(hp, "train")
+                self.valid_dataset = DownstreamDataset(hp, "validation")
+        else:
             self.train_dataset, self.valid_dataset = build_nlp_datasets(hp, self.tokenizer)
+            # local corpora have no separate test split: the held-out rows serve (seeded, never trained on)
+            self.test_dataset = self.valid_dataset
 
     def _collator(self):
+        hp = self.hparams
+        if is_downstream(hp.dataset_name):
+            return DownstreamCollator(self.tokenizer, hp.context_length + 1, hp.execution_mode)
         # the replay buffer stores fixed-length rows (spec 2.9)
-        return NLPCollator(self.hparams.pad_token_id, self.hparams.context_length + 1,
-                           pad_to_max_length=self.hparams.mcmc_replay_buffer)
+        return NLPCollator(hp.pad_token_id, hp.context_length + 1, pad_to_max_length=hp.mcmc_replay_buffer)
 
     def _loader_kwargs(self):
         workers = self.hparams.num_workers
@@ -114,8 +127,7 @@ class ModelTrainer(L.LightningModule):
         return self._evaluation_loader(self.valid_dataset)
 
     def test_dataloader(self):
-        # local corpora have no separate test split: the held-out validation rows serve (seeded, never trained on)
-        return self._evaluation_loader(self.valid_dataset)
+        return self._evaluation_loader(self.test_dataset)
 
     def on_save_checkpoint(self, checkpoint):
         # batches of this epoch already fetched for training (a save inside on_train_batch_end has not

@@ -51,19 +51,19 @@ def print_loss_table(report, prefix, what):
               f"{report[f'{prefix}_perplexity_step_{i}']:>10.3f}  {'' if after is None else f'{after:>9.4f}'}")
 
 
-def load_checkpoint_hparams(args, argv):
-    """--only_test: the checkpoint's hyperparameters with the test-time overrides (spec 1.4)."""
+def load_checkpoint_hparams(args, argv, path, flag, finetune=False):
+    """The checkpoint's hyperparameters with this command line's overrides (spec 1.4), and its weights."""
     import torch
 
     from utils.cli import inherit_checkpoint_hparams
 
     try:
-        checkpoint = torch.load(args.only_test_model_ckpt, map_location="cpu", weights_only=False)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
         trained = checkpoint["hyper_parameters"]
     except Exception as error:  # a truncated or foreign file
-        raise UsageError(f"train_model.py: error: --only_test_model_ckpt {args.only_test_model_ckpt} is not a "
-                         f"checkpoint of this project ({type(error).__name__}: {error})") from error
-    hp = inherit_checkpoint_hparams(args, argv, trained)
+        raise UsageError(f"train_model.py: error: --{flag} {path} is not a checkpoint of this project "
+                         f"({type(error).__name__}: {error})") from error
+    hp = inherit_checkpoint_hparams(args, argv, trained, finetune=finetune)
     if hp.infer_ebt_advanced and hp.model_name != "ebt":
         raise UsageError("train_model.py: error: --infer_ebt_advanced is EBT thinking; this checkpoint is a "
                          f"{hp.model_name}")
@@ -76,7 +76,10 @@ def main(argv=None):
         args = parse_args(argv)
         state_dict = None
         if args.only_test:
-            args, state_dict = load_checkpoint_hparams(args, argv)
+            args, state_dict = load_checkpoint_hparams(args, argv, args.only_test_model_ckpt, "only_test_model_ckpt")
+        elif args.finetuning_model_ckpt:
+            args, state_dict = load_checkpoint_hparams(args, argv, args.finetuning_model_ckpt,
+                                                       "finetuning_model_ckpt", finetune=True)
     except UsageError as error:
         print(error, file=sys.stderr)
         return 2
@@ -124,7 +127,12 @@ def main(argv=None):
 
     module = ModelTrainer(args)
     if state_dict is not None:
-        module.load_state_dict(state_dict)
+        try:
+            module.load_state_dict(state_dict)
+        except RuntimeError as error:  # e.g. a checkpoint from before a parameter was added
+            detail = " ".join(str(error).split())[:300]
+            print(f"train_model.py: error: the checkpoint's weights do not fit this model: {detail}", file=sys.stderr)
+            return 2
     if args.compile_model:
         module.model = torch.compile(module.model)
     n_params = sum(p.numel() for p in module.model.parameters())

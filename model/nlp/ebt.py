@@ -212,15 +212,17 @@ class EBT_NLP(nn.Module):
         inference: an InferenceConfig to think with System 2 at test time (--infer_ebt_advanced).
         """
         if inference is not None:
-            inputs, targets = inputs_and_targets(batch)
+            inputs, targets = inputs_and_targets(batch, self.cfg.pad_token_id)
             return self._loss_report(self.advanced_inference(inputs, inference), targets, inputs, False, True)
         training = phase == "train"  # no second-order graph and no S2 randomness outside training
-        rows, replayed_logits = batch["input_ids"], None
-        replay = self.cfg.mcmc_replay_buffer and training
+        replayed_logits = None
+        # answer-masked (finetuning) rows are not replayed: the buffer keeps whole pretraining rows
+        replay = self.cfg.mcmc_replay_buffer and training and "loss_mask" not in batch
         if replay:
-            fresh_rows = rows
-            rows, replayed_logits = self.replay_buffer.sample(rows)
-        inputs, targets = inputs_and_targets({"input_ids": rows})
+            fresh_rows = batch["input_ids"]
+            rows, replayed_logits = self.replay_buffer.sample(fresh_rows)
+            batch = {"input_ids": rows}
+        inputs, targets = inputs_and_targets(batch, self.cfg.pad_token_id)
         final_energy = not training if final_energy is None else final_energy
         result = self(inputs, learning=training, final_energy=final_energy, initial_logits=replayed_logits)
         if replay:
