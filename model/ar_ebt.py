@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from model.attention import causal_attention, ebt_attention_mask, masked_attention, prediction_attention
+from model.attention import (append_attention, causal_attention, ebt_attention_mask, masked_attention,
+                             prediction_attention)
 from model.blocks import Block, RMSNorm, RotaryEmbedding, ffn_hidden_dim, init_linear, modulate
 
 
@@ -106,13 +107,35 @@ class AutoregressiveEBT(nn.Module):
         cache.values.append(v)
         return cache
 
-    def energies(self, cache, predicted, landscape=0):
-        """Energies of the predictions against a cached observed stream. predicted (B, n, D) -> (B, n)."""
-        positions = self._prediction_positions(predicted.shape[1], predicted.device)
+    def extend(self, cache, observed, landscape=0):
+        """Append new observed tokens (B, m, D) to a cache in place (KV-cached generation, no graph)."""
+        S = cache.keys[0].shape[-2]
+        positions = torch.arange(S, S + observed.shape[1], device=observed.device)
+        condition = self._condition(landscape)
+        x = observed
+        for i, layer in enumerate(self.layers):
+            def attend(q, k, v, i=i):
+                out, cache.keys[i], cache.values[i] = append_attention(q, k, v, cache.keys[i], cache.values[i])
+                return out
+            if i == len(self.layers) - 1:  # only its keys/values are ever used
+                k, v = layer.keys_values(x, self.rope, positions, condition)
+                cache.keys[i] = torch.cat([cache.keys[i], k], dim=-2)
+                cache.values[i] = torch.cat([cache.values[i], v], dim=-2)
+            else:
+                x = layer(x, self.rope, positions, attend, condition)
+        return cache
+
+    def energies(self, cache, predicted, landscape=0, start=0):
+        """Energies of predictions for positions start, start+1, ... against a cached observed stream.
+
+        predicted (B, m, D) -> (B, m). Training uses start=0 and all n positions; generation thinks about
+        the last position only (start = n - 1).
+        """
+        positions = self._prediction_positions(predicted.shape[1], predicted.device) + start
         condition = self._condition(landscape)
         x = predicted
         for layer, k_o, v_o in zip(self.layers, cache.keys, cache.values):
-            attend = lambda q, k, v, k_o=k_o, v_o=v_o: prediction_attention(q, k, v, k_o, v_o, self.offset)
+            attend = lambda q, k, v, k_o=k_o, v_o=v_o: prediction_attention(q, k, v, k_o, v_o, self.offset + start)
             x = layer(x, self.rope, positions, attend, condition)
         return self._energy_head(x, condition)
 

@@ -58,3 +58,12 @@ def ebt_attention_mask(num_observed, num_predictions, offset, device=None):
     mask[S:, :S] = torch.ones(n, S, dtype=torch.bool, device=device).tril(diagonal=offset)
     mask[S:, S:] = torch.eye(n, dtype=torch.bool, device=device)
     return mask
+
+
+def append_attention(q, k, v, cache_k, cache_v):
+    """New tokens attend to cached keys/values and causally among themselves (KV-cached decoding;
+    first-order only). q/k/v (B,H,m,h), cache_k/v (B,H,S,h) -> output (B,H,m,h), keys, values (B,H,S+m,h)."""
+    keys, values = torch.cat([cache_k, k], dim=-2), torch.cat([cache_v, v], dim=-2)
+    m, S = q.shape[-2], cache_k.shape[-2]
+    allowed = torch.ones(m, S + m, dtype=torch.bool, device=q.device).tril(diagonal=S)
+    return F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed), keys, values

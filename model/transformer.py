@@ -2,7 +2,7 @@
 import torch
 import torch.nn as nn
 
-from model.attention import causal_attention
+from model.attention import append_attention, causal_attention
 from model.blocks import Block, RMSNorm, RotaryEmbedding, ffn_hidden_dim
 
 
@@ -19,8 +19,23 @@ class CausalTransformer(nn.Module):
         self.norm = RMSNorm(D)
         self.rope = RotaryEmbedding(D // cfg.multiheaded_attention_heads, cfg.context_length + 1)
 
-    def forward(self, x):
-        positions = torch.arange(x.shape[1], device=x.device)
-        for layer in self.layers:
-            x = layer(x, self.rope, positions, causal_attention)
+    def forward(self, x, cache=None):
+        """x (B, T, D) -> (B, T, D). With a cache (a list of per-layer (keys, values), empty at first),
+        x continues the cached tokens and the cache is extended in place (generation)."""
+        if cache is None:
+            positions = torch.arange(x.shape[1], device=x.device)
+            for layer in self.layers:
+                x = layer(x, self.rope, positions, causal_attention)
+            return self.norm(x)
+        start = cache[0][0].shape[-2] if cache else 0
+        positions = torch.arange(start, start + x.shape[1], device=x.device)
+        for i, layer in enumerate(self.layers):
+            def attend(q, k, v, i=i):
+                if len(cache) == i:  # the first call fills the cache
+                    cache.append((k, v))
+                    return causal_attention(q, k, v)
+                out, keys, values = append_attention(q, k, v, *cache[i])
+                cache[i] = (keys, values)
+                return out
+            x = layer(x, self.rope, positions, attend)
         return self.norm(x)

@@ -106,9 +106,14 @@ class EBT_NLP(nn.Module):
         learning=True means training: the second-order graph and the System 2 randomness.
         initial_logits (R, n, V) replace the initial guess of the LAST R rows (replayed rows).
         """
-        cfg = self.cfg
         B, n = input_ids.shape
-        z0 = self.initial_logits(B, n, input_ids.device)
+        return self.think_about(self.energy_function(input_ids, learning), B, n, input_ids.device, learning,
+                                final_energy, initial_logits)
+
+    def think_about(self, energy_fn, B, n, device, learning=False, final_energy=False, initial_logits=None):
+        """The thinking of `forward` for any energy function over (B, n) predictions (e.g. a KV cache's)."""
+        cfg = self.cfg
+        z0 = self.initial_logits(B, n, device)
         if initial_logits is not None:
             z0 = torch.cat([z0[:B - initial_logits.shape[0]], initial_logits.to(z0.dtype)])
         langevin = None
@@ -118,7 +123,7 @@ class EBT_NLP(nn.Module):
         if cfg.clamp_futures_grad:  # published: relative to the unrandomised alpha
             grad_clamp = self.grad_clamp_max_change / self.alpha.clamp(min=MIN_STEP_SIZE)
         return think(
-            self.energy_function(input_ids, learning),
+            energy_fn,
             z0,
             step_size=self.step_size(B, n, randomize=learning),
             landscapes=landscape_schedule(cfg.mcmc_num_steps, cfg.randomize_mcmc_num_steps,
@@ -162,14 +167,19 @@ class EBT_NLP(nn.Module):
         """Think longer, with noise, over G samples per row; keep per position the sample chosen by its
         energy (`min` = self-verification). input_ids (B, n) -> ThinkingResult of the chosen samples."""
         B, n = input_ids.shape
+        # rows b0g0, b0g1, ...: each copy gets its own initial guess
+        energy_for = lambda G: self.energy_function(input_ids.repeat_interleave(G, dim=0), learning=False)
+        return self.advanced_think_about(energy_for, B, n, input_ids.device, icfg)
+
+    def advanced_think_about(self, energy_for, B, n, device, icfg):
+        """advanced_inference for any energy function; energy_for(G) serves the B*G repeated rows."""
         G = icfg.infer_generated_samples
-        ids = input_ids.repeat_interleave(G, dim=0)  # rows b0g0, b0g1, ...: each copy its own initial guess
         landscapes, alphas, noise = self.inference_plan(icfg)
         result = think(
-            self.energy_function(ids, learning=False), self.initial_logits(B * G, n, ids.device), alphas,
+            energy_for(G), self.initial_logits(B * G, n, device), alphas,
             landscapes, create_graph=False,
             normalize=(lambda z: torch.softmax(z, dim=-1)) if self.cfg.normalize_initial_condition else None,
-            langevin_std=[s.to(ids.device) if s is not None else None for s in noise],
+            langevin_std=[s.to(device) if s is not None else None for s in noise],
             accept_lower_energies=icfg.infer_accept_lower_energies, evaluate_final_energy=True)
         final, initial = result.final_energy.view(B, G, n), result.energies[0].view(B, G, n)
         technique = icfg.infer_energy_sampling_technique
