@@ -1,4 +1,5 @@
 """The LightningModule that trains and evaluates every model: data, optimisation, logging (spec 1.6)."""
+import json
 from argparse import Namespace
 
 import lightning as L
@@ -6,11 +7,14 @@ import torch
 import torchmetrics
 from torch.utils.data import DataLoader
 
-from data.nlp import DownstreamCollator, DownstreamDataset, NLPCollator, build_nlp_datasets, is_downstream, load_tokenizer
+from data.nlp import (DownstreamCollator, DownstreamDataset, NLPCollator, build_nlp_datasets, is_downstream,
+                      load_tokenizer, reference_answer)
 from data.samplers import ResumableBatchSampler
-from model.nlp.baseline_transformer import Baseline_Transformer_NLP
 from model.config import InferenceConfig
+from model.nlp.baseline_transformer import Baseline_Transformer_NLP
+from inference.nlp.generate_text import SamplingConfig, generate
 from model.nlp.ebt import EBT_NLP
+from utils.metrics import exact_match, token_f1
 from utils.optimization import build_lr_scheduler, build_param_groups
 
 MODELS = {("NLP", "ebt"): EBT_NLP, ("NLP", "baseline_transformer"): Baseline_Transformer_NLP}
@@ -75,6 +79,9 @@ class ModelTrainer(L.LightningModule):
         self.test_metric = TokenWeightedLoss(self.model.num_inference_steps(self.inference) if self.inference
                                              else num_steps)
         self.train_dataset = self.valid_dataset = None
+        # inference mode: mean exact match and token F1 over all answers (all-reduced across ranks)
+        self.exact_match, self.token_f1 = torchmetrics.MeanMetric(), torchmetrics.MeanMetric()
+        self.results_file = None  # opened by train_model.py for --execution_mode inference
 
     # ------------------------------------------------------------------------------ data
 
@@ -185,11 +192,47 @@ class ModelTrainer(L.LightningModule):
         self.valid_metric.reset()
 
     def test_step(self, batch, batch_idx):
+        if self.hparams.execution_mode == "inference":
+            return self.generation_step(batch, batch_idx)
         self.test_metric.update(self._forward(batch, "test", batch_idx))
 
     def on_test_epoch_end(self):
+        if self.hparams.execution_mode == "inference":
+            self.log_dict({"test_em_score": self.exact_match.compute(), "test_f1_score": self.token_f1.compute()})
+            self.exact_match.reset()
+            self.token_f1.reset()
+            return
         self.log_dict(self.loss_report(self.test_metric, "test"))
         self.test_metric.reset()
+
+    def generation_step(self, batch, batch_idx):
+        """--execution_mode inference: answer each prompt, write a JSON line, score EM and token F1."""
+        hp = self.hparams
+        sampling = SamplingConfig(hp.infer_temp, hp.infer_topp, hp.infer_topk)
+        eos = self.tokenizer.eos_token_id
+        lengths = batch["prompt_lengths"]
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(step_seed(hp.seed, batch_idx, self.global_rank, "test"))
+            for length in lengths.unique().tolist():  # the caches need prompts of equal length
+                rows = (lengths == length).nonzero().flatten().tolist()
+                prompt = batch["prompt_ids"][rows, :length]
+                tokens, _ = generate(self.model, prompt, hp.infer_max_gen_len, sampling, eos_token_id=eos,
+                                     inference=self.inference, context_length=hp.context_length + 1)
+                for row, generated in zip(rows, tokens[:, length:].tolist()):
+                    if eos in generated:
+                        generated = generated[:generated.index(eos)]
+                    text = self.tokenizer.decode(generated)
+                    # the same extraction on both sides (GSM8K: the number after "####")
+                    reference = reference_answer(hp.dataset_name, batch["answers"][row])
+                    predicted = reference_answer(hp.dataset_name, text)
+                    em, f1 = exact_match(predicted, reference), token_f1(predicted, reference)
+                    self.exact_match.update(em)
+                    self.token_f1.update(f1)
+                    record = {"question": batch["prompts"][row],
+                              "generation": (batch["prompts"][row] + text) if hp.infer_echo else text,
+                              "reference": reference, "exact_match": em, "f1": f1}
+                    self.results_file.write(json.dumps(record) + "\n")
+        self.results_file.flush()
 
     def loss_report(self, metric, prefix):
         """<prefix>_loss (the training objective: mean over steps), per-step token-weighted losses,

@@ -196,6 +196,18 @@ def main(argv=None):
         use_distributed_sampler=False,  # our samplers shard by rank themselves
         inference_mode=False)  # the EBT takes input gradients while validating
 
+    if args.only_test and args.execution_mode == "inference":
+        results_dir = args.infer_output_dir or run_dir
+        os.makedirs(results_dir, exist_ok=True)
+        suffix = f"_rank{trainer.global_rank}" if trainer.world_size > 1 else ""
+        results = os.path.join(results_dir, f"results{suffix}.jsonl")
+        with open(results, "w") as module.results_file:
+            trainer.test(module, verbose=False)
+        scores = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")}
+        print(f"\nanswers to {args.dataset_name}: exact match {scores['test_em_score']:.4f}, "
+              f"token F1 {scores['test_f1_score']:.4f}")
+        print(f"generations: {results}")
+        return 0
     if args.only_test:
         trainer.test(module, verbose=False)
         report = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")}

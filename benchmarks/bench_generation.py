@@ -46,7 +46,8 @@ def main():
                            generator=torch.Generator().manual_seed(0))
     print(f"greedy, batch {args.batch}, prompt {args.prompt_tokens}, {args.new_tokens} new tokens, vocab {args.vocab}, "
           f"{torch.get_num_threads()} threads, median of {args.repeats}")
-    print(f"{'model':>16} {'cached tok/s':>13} {'uncached tok/s':>15} {'ms/token (c/u)':>16} {'speed-up':>9} {'same':>5}")
+    print(f"{'model':>16} {'cached tok/s':>13} {'uncached tok/s':>15} {'ms/token (c/u)':>16} {'speed-up':>9} "
+          f"{'same':>5}")
     for size in args.sizes:
         for model_name in ("baseline_transformer", "ebt"):
             model = build(model_name, size, args.vocab, context)

@@ -24,7 +24,8 @@ def test_run_name_parsing_of_job_scripts():
 
 @pytest.mark.parametrize("argv, message", [
     (["--not_a_flag", "1"], "unrecognized arguments: --not_a_flag"),
-    (["--infer_max_gen_len", "5"], "--infer_max_gen_len belongs to text generation"),
+    (["--image_task", "denoising"], "--image_task belongs to image denoising"),
+    (["--execution_mode", "inference"], "--execution_mode inference generates answers"),
     (["--only_test"], "--only_test needs --only_test_model_ckpt"),
     (["--only_test", "--only_test_model_ckpt", "/no/such.ckpt"], "--only_test_model_ckpt /no/such.ckpt: no such file"),
     (["--infer_ebt_advanced", "--model_name", "baseline_transformer"], "the Transformer++ cannot think longer"),
@@ -43,7 +44,8 @@ def test_run_name_parsing_of_job_scripts():
     (["--model_size", "huge"], "invalid choice: 'huge'"),
 ])
 def test_bad_input_stops_before_any_work_with_one_line(argv, message, capsys, tmp_path):
-    status = train_model.main(argv + ["--log_dir", str(tmp_path / "logs")])
+    # --fast_dev_run: should a check ever stop firing, the test fails in seconds instead of training
+    status = train_model.main(argv + ["--log_dir", str(tmp_path / "logs"), "--fast_dev_run"])
     err = capsys.readouterr().err
     assert status == 2
     assert message in err

@@ -163,3 +163,27 @@ def test_finetune_then_evaluate_on_a_question_answer_set(tmp_path, checkpoints, 
     assert hp["embedding_dim"] == 32 and hp["execution_mode"] == "finetune"  # architecture from the checkpoint
     status, report = evaluate(tmp_path, finetuned, "--execution_mode", "pretrain")  # PPL of question + answer
     assert status == 0 and math.isfinite(report["test_perplexity"])
+
+
+def test_inference_mode_writes_one_json_line_per_question_and_scores_them(tmp_path, checkpoints, gsm8k_dir, capsys):
+    log_dir = tmp_path / "inference"
+    assert train_model.main(["--only_test", "--only_test_model_ckpt", checkpoints["ebt"], "--execution_mode",
+                             "inference", "--dataset_name", "gsm8k", "--dataset_dir", gsm8k_dir,
+                             "--infer_max_gen_len", "3", "--infer_temp", "0", "--batch_size_per_device", "8",
+                             "--log_dir", str(log_dir), "--no_wandb"]) == 0
+    (results,) = glob.glob(str(log_dir / "*" / "*" / "results.jsonl"))
+    with open(results) as f:
+        records = [json.loads(line) for line in f]
+    assert len(records) == 20  # the fixture's test split
+    assert records[0]["question"].startswith("[[Question]]: What is") and records[0]["reference"].isdigit()
+    assert all(set(r) == {"question", "generation", "reference", "exact_match", "f1"} for r in records)
+    assert "exact match" in capsys.readouterr().out
+
+
+def test_exact_match_and_token_f1():
+    from utils.metrics import exact_match, token_f1
+
+    assert exact_match("The Answer, is 42!", "the answer is 42") == 1.0
+    assert exact_match("42", "43") == 0.0
+    assert token_f1("red big apple", "big red car") == pytest.approx(2 / 3)
+    assert token_f1("", "") == 1.0 and token_f1("x", "") == 0.0

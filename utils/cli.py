@@ -15,8 +15,6 @@ from model.config import EBT_TYPES, MODEL_SIZES, SUGGESTED_PEAK_LR
 
 # Published flags whose features are not implemented yet, and where they will come from.
 PLANNED_FLAGS = {
-    **dict.fromkeys(["infer_max_gen_len", "infer_echo", "infer_temp", "infer_topp", "infer_topk",
-                     "infer_output_dir"], "text generation (issue 3)"),
     **dict.fromkeys([
         "image_task", "denoise_images_noise_level", "randomize_denoise_images_noise_level", "patch_size",
         "image_dims", "diffusion_steps", "use_deterministic_reverse", "infer_increase_steps",
@@ -27,8 +25,7 @@ PLANNED_FLAGS = {
         "infer_video_condition_frames", "infer_generate_video"], "video (issue 5)"),
 }
 PLANNED_VALUES = {("modality", "IMG"): "image denoising (issue 4)", ("modality", "VID"): "video (issue 5)",
-                  ("model_name", "dit"): "image denoising (issue 4)",
-                  ("execution_mode", "inference"): "text generation (issue 3)"}
+                  ("model_name", "dit"): "image denoising (issue 4)"}
 
 
 class UsageError(SystemExit):
@@ -104,7 +101,8 @@ def build_parser():
     g.add_argument("--clamp_futures_grad_max_change", type=float, default=9.0, help="see --clamp_futures_grad")
     g.add_argument("--clamp_max_after_warm_up", type=float, default=0.0,
                    help="!= 0: replaces clamp_futures_grad_max_change after the warm-up")
-    g.add_argument("--absolute_clamp", type=float, default=0.0, help="!= 0: clamp the logits to +-value after each step")
+    g.add_argument("--absolute_clamp", type=float, default=0.0,
+                   help="!= 0: clamp the logits to +-value after each step")
     g.add_argument("--contrastive_loss", action="store_true",
                    help="add a term ranking the true token's energy below the prediction's (\"didn't work well\")")
     g.add_argument("--contrastive_loss_coeff", type=float, default=0.0005, help="weight of --contrastive_loss")
@@ -141,6 +139,14 @@ def build_parser():
                    help="the extra steps go to the last landscape only (earlier ones take one step)")
     g.add_argument("--infer_alpha_final_landscape", action="store_true",
                    help="the overridden alpha applies to the last landscape only")
+    g.add_argument("--infer_max_gen_len", type=int, default=256,
+                   help="--execution_mode inference: most tokens generated per answer")
+    g.add_argument("--infer_temp", type=float, default=0.6, help="sampling temperature (0 = greedy)")
+    g.add_argument("--infer_topp", type=float, default=0.9, help="nucleus sampling mass")
+    g.add_argument("--infer_topk", type=int, default=0, help="sample among the k likeliest tokens (0 = all)")
+    g.add_argument("--infer_echo", action="store_true", help="write the prompt in front of each generation")
+    g.add_argument("--infer_output_dir", default="",
+                   help="folder of results.jsonl (default: the run folder)")
 
     g = p.add_argument_group("architecture")
     g.add_argument("--context_length", type=int, default=64, help="tokens the model reads per row (C)")
@@ -313,6 +319,11 @@ def validate(args):
         return "--infer_ebt_num_steps and --infer_generated_samples must be at least 1"
     if args.infer_ebt_override_alpha < 0:
         return "--infer_ebt_override_alpha must be >= 0"
+    if args.execution_mode == "inference" and not (args.only_test and is_downstream(args.dataset_name)):
+        return ("--execution_mode inference generates answers: use it with --only_test --only_test_model_ckpt CKPT "
+                "and a question/answer set (gsm8k, squad, ai2arc, bigbench_<task>, lambada, planbench)")
+    if args.infer_max_gen_len < 1 or args.infer_temp < 0 or not 0 < args.infer_topp <= 1 or args.infer_topk < 0:
+        return "--infer_max_gen_len >= 1, --infer_temp >= 0, 0 < --infer_topp <= 1 and --infer_topk >= 0, please"
     if args.execution_mode == "finetune" and not is_downstream(args.dataset_name):
         return ("--execution_mode finetune trains on answers: use a question/answer set (gsm8k, squad, ai2arc, "
                 "bigbench_<task>, lambada, planbench)")

@@ -92,7 +92,8 @@ class EBTDecoder:
 
 
 def _repeat_cache(cache, G):
-    return type(cache)([k.repeat_interleave(G, 0) for k in cache.keys], [v.repeat_interleave(G, 0) for v in cache.values])
+    return type(cache)([k.repeat_interleave(G, 0) for k in cache.keys],
+                       [v.repeat_interleave(G, 0) for v in cache.values])
 
 
 def full_prefix_logits(model, tokens, inference=None):

@@ -151,7 +151,9 @@ class EBT_NLP(nn.Module):
             landscapes, alphas = [0] * steps, [adjusted] * steps
         else:
             landscapes, alphas = [], []
-            inner = icfg.infer_ebt_num_steps if icfg.infer_ebt_num_steps != 1 else (cfg.randomize_mcmc_num_steps_min or 1)
+            inner = icfg.infer_ebt_num_steps
+            if inner == 1:  # as trained: the smallest random step count of an S2 model, else one
+                inner = cfg.randomize_mcmc_num_steps_min or 1
             for k in range(cfg.mcmc_num_steps):
                 final = k == cfg.mcmc_num_steps - 1
                 alpha = trained if icfg.infer_alpha_final_landscape and not final else adjusted
