@@ -68,12 +68,17 @@ def test_job_scripts_pass_the_command_line_checks(tmp_path):
     shim.write_text(f"#!/bin/sh\nexec {sys.executable} -c 'import sys; from utils.cli import parse_args; "
                     "a = parse_args(sys.argv[2:]); print(a.run_name, a.model_name, a.embedding_dim)' \"$@\"\n")
     shim.chmod(0o755)
-    env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}")
+    checkpoint = tmp_path / "model.ckpt"
+    checkpoint.write_bytes(b"")
+    env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}", CKPT=str(checkpoint))
     env.pop("SLURM_ARRAY_TASK_ID", None)
-    for script, expected in [("ebt_s1.sh", "ebt-xxs-bs_256_s1_lr_0.0012 ebt 384"),
-                             ("baseline_transformer.sh", "baseline_transformer-xxs-bs_256_lr_0.0012 "
-                                                         "baseline_transformer 384")]:
-        result = subprocess.run(["bash", f"job_scripts/nlp/pretrain/{script}"], env=env, capture_output=True,
-                                text=True)
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.split("\n")[-2] == expected
+    for script, expected in [
+            ("pretrain/ebt_s1.sh", "ebt-xxs-bs_256_s1_lr_0.0012 ebt 384"),
+            ("pretrain/ebt_s2.sh", "ebt-xxs-bs_256_s2_lr_0.0012 ebt 384"),
+            ("pretrain/ebt_s2_tiny_cpu.sh", "ebt-4xs-s2_tiny_cpu ebt 128"),
+            ("pretrain/baseline_transformer.sh", "baseline_transformer-xxs-bs_256_lr_0.0012 baseline_transformer 384"),
+            ("inference/ebt.sh", "ebt-xxs-2_steps_langevin_1_lambada ebt 128"),
+            ("inference/baseline_transformer.sh", "baseline_transformer-xxs-baseline_gen_lambada ebt 128")]:
+        result = subprocess.run(["bash", f"job_scripts/nlp/{script}"], env=env, capture_output=True, text=True)
+        assert result.returncode == 0, (script, result.stderr)
+        assert result.stdout.split("\n")[-2] == expected, script

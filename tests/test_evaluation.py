@@ -170,13 +170,14 @@ def test_inference_mode_writes_one_json_line_per_question_and_scores_them(tmp_pa
     assert train_model.main(["--only_test", "--only_test_model_ckpt", checkpoints["ebt"], "--execution_mode",
                              "inference", "--dataset_name", "gsm8k", "--dataset_dir", gsm8k_dir,
                              "--infer_max_gen_len", "3", "--infer_temp", "0", "--batch_size_per_device", "8",
-                             "--log_dir", str(log_dir), "--no_wandb"]) == 0
+                             "--infer_echo", "--log_dir", str(log_dir), "--no_wandb"]) == 0
     (results,) = glob.glob(str(log_dir / "*" / "*" / "results.jsonl"))
     with open(results) as f:
         records = [json.loads(line) for line in f]
     assert len(records) == 20  # the fixture's test split
     assert records[0]["question"].startswith("[[Question]]: What is") and records[0]["reference"].isdigit()
     assert all(set(r) == {"question", "generation", "reference", "exact_match", "f1"} for r in records)
+    assert all(r["generation"].startswith(r["question"]) for r in records)  # --infer_echo
     assert "exact match" in capsys.readouterr().out
 
 

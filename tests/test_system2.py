@@ -159,3 +159,10 @@ def test_replayed_rows_continue_from_their_stored_logits():
     model.forward_loss_wrapper(batch(4, seed=2), "train")
     assert seen["initial_logits"].shape == (2, 12, 40)
     assert "final_energy" in model.forward_loss_wrapper(batch(4), "valid")  # no replay outside training
+
+
+def test_gradient_clamp_changes_after_warm_up():
+    model = EBT_NLP(dict(TINY, clamp_futures_grad=True, clamp_futures_grad_max_change=9.0, clamp_max_after_warm_up=3.0))
+    assert model.grad_clamp_max_change == 9.0
+    model.warm_up_finished()
+    assert model.grad_clamp_max_change == 3.0
