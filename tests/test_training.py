@@ -89,3 +89,16 @@ def test_system2_recipe_trains_without_nans_and_checkpoints_its_replay_buffer(tm
     assert metrics("valid_loss_step_3")  # evaluation thinks for the maximum, 3 steps
     state = torch.load(os.path.join(run_dir, "checkpoints", "last.ckpt"), weights_only=False)["state_dict"]
     assert int(state["model.replay_buffer.count"]) == 40 * 8
+
+
+def test_wandb_offline_run_logs_next_to_the_local_files(tmp_path, corpus, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    log_dir = tmp_path / "logs"
+    argv = [a for a in TINY_RUN if a != "--no_wandb"]
+    assert train_model.main(argv + ["--dataset_dir", corpus, "--log_dir", str(log_dir), "--max_steps", "6",
+                                    "--val_check_interval", "3", "--wandb_watch", "--log_gradients"]) == 0
+    (run_dir,) = glob.glob(str(log_dir / "quickstart" / "*"))
+    assert glob.glob(os.path.join(run_dir, "wandb", "offline-run-*"))  # the W&B run, synced later by the user
+    assert os.path.isfile(os.path.join(run_dir, "metrics.csv"))
+    assert read_metrics(run_dir)("avg_gradient_norms")
