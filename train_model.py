@@ -39,16 +39,18 @@ def wandb_configured(args):
 
 
 def print_loss_table(report, prefix, what):
-    """Loss, perplexity and mean energy after each thinking step, token-weighted."""
+    """Loss, perplexity and (EBT) mean energy after each thinking step, token-weighted."""
     steps = sum(1 for k in report if k.startswith(f"{prefix}_loss_step_"))
+    has_energy = f"{prefix}_energy_step_1" in report
     print(f"\n{what} (token-weighted):")
-    print(f"  {'after step':>10}  {'loss':>8}  {'perplexity':>10}  {'energy':>9}")
-    energy = f"{report[f'{prefix}_energy_step_1']:>9.4f}" if f"{prefix}_energy_step_1" in report else ""
-    print(f"  {'(guess)':>10}  {'':>8}  {'':>10}  {energy}")
+    print(f"  {'after step':>10}  {'loss':>8}  {'perplexity':>10}" + (f"  {'energy':>9}" if has_energy else ""))
+    if has_energy:
+        print(f"  {'(guess)':>10}  {'':>8}  {'':>10}  {report[f'{prefix}_energy_step_1']:>9.4f}")
     for i in range(1, steps + 1):
-        after = report.get(f"{prefix}_energy_step_{i + 1}", report.get(f"{prefix}_energy_final"))
-        print(f"  {i:>10}  {report[f'{prefix}_loss_step_{i}']:>8.4f}  "
-              f"{report[f'{prefix}_perplexity_step_{i}']:>10.3f}  {'' if after is None else f'{after:>9.4f}'}")
+        line = f"  {i:>10}  {report[f'{prefix}_loss_step_{i}']:>8.4f}  {report[f'{prefix}_perplexity_step_{i}']:>10.3f}"
+        if has_energy:  # the energy after step i is the one step i+1 starts from, or the final one
+            line += f"  {report.get(f'{prefix}_energy_step_{i + 1}', report[f'{prefix}_energy_final']):>9.4f}"
+        print(line)
 
 
 def load_checkpoint_hparams(args, argv, path, flag, finetune=False):
@@ -226,7 +228,7 @@ def main(argv=None):
 
     trainer.validate(module, verbose=False)
     report = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("valid_")}
-    print_loss_table(report, "valid", "the whole validation set")
+    print_loss_table(report, "valid", "validation")
     print(f"trained {trainer.global_step} steps in {train_seconds:.0f} s")
 
     metrics_csv = os.path.join(run_dir, "metrics.csv")
