@@ -115,6 +115,12 @@ def test_soften_target_prob_dist_smooths_the_first_step_most():
     torch.testing.assert_close(model.step_loss(logits, targets, 0, 3), ce(0.3))
     torch.testing.assert_close(model.step_loss(logits, targets, 1, 3), ce(0.15))
     torch.testing.assert_close(model.step_loss(logits, targets, 2, 3), ce(0.0))
+    plain = EBT_NLP(dict(TINY, mcmc_num_steps=3))
+    plain.load_state_dict(model.state_dict())
+    torch.manual_seed(0)
+    smoothed_eval = model.forward_loss_wrapper(batch(), "valid")["step_losses"]
+    torch.manual_seed(0)
+    torch.testing.assert_close(smoothed_eval, plain.forward_loss_wrapper(batch(), "valid")["step_losses"])
 
 
 def test_contrastive_loss_is_added_with_its_coefficient():

@@ -243,7 +243,9 @@ class EBT_NLP(nn.Module):
 
     def _loss_report(self, result, targets, inputs, training, final_energy):
         T = len(result.states)
-        step_losses = torch.stack([self.step_loss(z, targets, i, T) for i, z in enumerate(result.states)])
+        # smoothing shapes training only: evaluation reports plain cross-entropy and perplexity
+        smoothed_steps = T if training else 1
+        step_losses = torch.stack([self.step_loss(z, targets, i, smoothed_steps) for i, z in enumerate(result.states)])
         loss = step_losses[-1] if self.cfg.truncate_mcmc else step_losses.mean()
         out = {}
         if self.cfg.contrastive_loss and training:
