@@ -262,6 +262,9 @@ class ModelTrainer(L.LightningModule):
     def on_after_backward(self):
         if not self.hparams.log_gradients:
             return
-        norms = [p.grad.norm() for p in self.model.parameters() if p.grad is not None]
-        if norms:
-            self.log("avg_gradient_norms", torch.stack(norms).mean())
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        if grads:
+            self.log("avg_gradient_norms", torch.stack([g.norm() for g in grads]).mean())
+            if self.hparams.gradient_clip_val > 0:  # published heuristic: elements beyond the clip value
+                beyond = sum(int((g.abs() > self.hparams.gradient_clip_val).sum()) for g in grads)
+                self.log("pct_gradient_clipped", 100.0 * beyond / sum(g.numel() for g in grads))

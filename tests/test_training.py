@@ -101,4 +101,4 @@ def test_wandb_offline_run_logs_next_to_the_local_files(tmp_path, corpus, monkey
     (run_dir,) = glob.glob(str(log_dir / "quickstart" / "*"))
     assert glob.glob(os.path.join(run_dir, "wandb", "offline-run-*"))  # the W&B run, synced later by the user
     assert os.path.isfile(os.path.join(run_dir, "metrics.csv"))
-    assert read_metrics(run_dir)("avg_gradient_norms")
+    assert read_metrics(run_dir)("avg_gradient_norms") and read_metrics(run_dir)("pct_gradient_clipped")

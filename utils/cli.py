@@ -215,7 +215,9 @@ def build_parser():
     g.add_argument("--console_log_filename", default="console.log", help="copy of the terminal in the run folder")
     g.add_argument("--log_every_n_steps", type=int, default=10, help="steps between logged training metrics")
     g.add_argument("--log_model_archi", action="store_true", help="print the model and a layer summary")
-    g.add_argument("--log_gradients", action="store_true", help="log the mean per-tensor gradient norm")
+    g.add_argument("--log_gradients", action="store_true",
+                   help="log the mean per-tensor gradient norm and the percent of gradient elements beyond "
+                        "--gradient_clip_val")
 
     g = p.add_argument_group("checkpointing")
     g.add_argument("--resume_training_ckpt", default="", help="checkpoint to continue training from")
