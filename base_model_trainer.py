@@ -136,6 +136,15 @@ class ModelTrainer(L.LightningModule):
     def test_dataloader(self):
         return self._evaluation_loader(self.test_dataset)
 
+    def on_train_end(self):
+        if self.trainer.world_size > 1:  # DDP replicas must end identical; say so, or stop loudly
+            checksum = torch.stack([p.detach().double().sum() for p in self.model.parameters()]).sum()
+            gathered = self.all_gather(checksum)
+            if not torch.allclose(gathered, gathered[0]):
+                raise RuntimeError(f"DDP ranks ended with different parameters: checksums {gathered.tolist()}")
+            if self.global_rank == 0:
+                print(f"parameters identical on {self.trainer.world_size} ranks")
+
     def on_save_checkpoint(self, checkpoint):
         # batches of this epoch already fetched for training (a save inside on_train_batch_end has not
         # marked the current one completed yet, Lightning finishes that on restart)

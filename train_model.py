@@ -9,7 +9,7 @@ import warnings
 from utils.cli import UsageError, parse_args
 
 
-def choose_devices(gpus):
+def choose_devices(gpus, cpu_processes=1):
     """(accelerator, devices, num_nodes) from --gpus; CPU when no GPU is visible (the published code refused)."""
     import json
 
@@ -19,7 +19,7 @@ def choose_devices(gpus):
     if not torch.cuda.is_available():
         if gpus not in ("-1", "0"):
             print(f"note: --gpus {gpus} asked for GPUs but none is visible; training on CPU")
-        return "cpu", 1, 1
+        return "cpu", cpu_processes, 1
     if gpus.startswith("["):
         return "gpu", json.loads(gpus), num_nodes
     count = int(gpus)
@@ -108,16 +108,22 @@ def main(argv=None):
         return 2
     args.vocab_size, args.pad_token_id = len(tokenizer), tokenizer.pad_token_id
 
-    base = run_dir = os.path.join(args.log_dir, args.run_name, time.strftime("%Y-%m-%d_%H-%M-%S"))
-    suffix = 1
-    while os.path.exists(run_dir):  # two runs started in the same second get separate folders
-        run_dir, suffix = f"{base}_{suffix}", suffix + 1
-    os.makedirs(run_dir)
-    tee_console(os.path.join(run_dir, args.console_log_filename))
-    print(f"run folder: {run_dir}")
+    if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
+        # a DDP worker started by Lightning: rank 0 made the run folder and speaks for the run
+        run_dir = os.environ["EBT_RUN_DIR"]
+        sys.stdout = open(os.devnull, "w")
+    else:
+        base = run_dir = os.path.join(args.log_dir, args.run_name, time.strftime("%Y-%m-%d_%H-%M-%S"))
+        suffix = 1
+        while os.path.exists(run_dir):  # two runs started in the same second get separate folders
+            run_dir, suffix = f"{base}_{suffix}", suffix + 1
+        os.makedirs(run_dir)
+        os.environ["EBT_RUN_DIR"] = run_dir  # inherited by the DDP workers Lightning starts
+        tee_console(os.path.join(run_dir, args.console_log_filename))
+        print(f"run folder: {run_dir}")
 
-    accelerator, devices, num_nodes = choose_devices(args.gpus)
-    num_devices = (torch.cuda.device_count() if devices == -1 else
+    accelerator, devices, num_nodes = choose_devices(args.gpus, args.num_cpu_processes)
+    num_devices = (torch.cuda.device_count() if devices == -1 and accelerator == "gpu" else
                    len(devices) if isinstance(devices, list) else devices) * num_nodes
     args.effective_batch_size = num_devices * args.batch_size_per_device * args.accumulate_grad_batches
     if args.lr_scaling_rule:
@@ -182,6 +188,9 @@ def main(argv=None):
     warnings.filterwarnings("ignore", ".*exists and is not empty.*")  # our console.log; the folder is new
     warnings.filterwarnings("ignore", ".*your dataloader is not resumable.*")  # ResumableBatchSampler is
     warnings.filterwarnings("ignore", ".*treespec, LeafSpec.*")  # Lightning 2.6 on torch 2.13
+    # our epoch metrics are torchmetrics, already all-reduced across DDP ranks before they are logged
+    warnings.filterwarnings("ignore", ".*when logging on epoch level in distributed setting.*")
+    warnings.filterwarnings("ignore", ".*functional.all_gather is deprecated.*")
 
     trainer = L.Trainer(
         accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
@@ -228,6 +237,8 @@ def main(argv=None):
     last_ckpt = os.path.join(ckpt_dir, "last.ckpt")
 
     trainer.validate(module, verbose=False)
+    if trainer.global_rank != 0:
+        return 0
     report = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("valid_")}
     print_loss_table(report, "valid", "validation")
     print(f"trained {trainer.global_step} steps in {train_seconds:.0f} s")

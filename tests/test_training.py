@@ -102,3 +102,22 @@ def test_wandb_offline_run_logs_next_to_the_local_files(tmp_path, corpus, monkey
     assert glob.glob(os.path.join(run_dir, "wandb", "offline-run-*"))  # the W&B run, synced later by the user
     assert os.path.isfile(os.path.join(run_dir, "metrics.csv"))
     assert read_metrics(run_dir)("avg_gradient_norms") and read_metrics(run_dir)("pct_gradient_clipped")
+
+
+def test_two_process_ddp_run_on_cpu(tmp_path, corpus):
+    """Two gloo processes: the run finishes, replicas end identical, rank 0 alone writes the run folder."""
+    import subprocess
+    import sys
+
+    log_dir = tmp_path / "logs"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "train_model.py", *TINY_RUN, "--dataset_dir", corpus, "--log_dir",
+                             str(log_dir), "--num_cpu_processes", "2", "--max_steps", "6", "--val_check_interval", "3",
+                             "--mcmc_step_size", "5", "--mcmc_step_size_lr_multiplier", "15"],
+                            cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("parameters identical on 2 ranks") == 1
+    assert result.stdout.count("validation (token-weighted)") == 1  # the report comes from rank 0 only
+    (run_dir,) = glob.glob(str(log_dir / "quickstart" / "*"))
+    assert os.path.isfile(os.path.join(run_dir, "checkpoints", "last.ckpt"))
+    assert max(read_metrics(run_dir)("train_loss")) == 5  # rank 0 logged global steps 0..5

@@ -162,6 +162,8 @@ def build_parser():
     g = p.add_argument_group("hardware")
     g.add_argument("--gpus", default="-1", help="-1 = all visible GPUs (CPU when none), N, or a JSON list of ids")
     g.add_argument("--distributed_strategy", default="ddp", help="Lightning strategy when using several devices")
+    g.add_argument("--num_cpu_processes", type=int, default=1,
+                   help="without GPUs: DDP processes on the CPU (gloo), e.g. to try a distributed run")
 
     g = p.add_argument_group("training")
     g.add_argument("--execution_mode", default="pretrain", choices=["pretrain", "finetune", "inference"],
@@ -295,6 +297,8 @@ def validate(args):
         return "--mcmc_replay_buffer_sample_bs_percent is a fraction in (0, 1]"
     if args.mcmc_step_size <= 0:
         return "--mcmc_step_size must be positive"
+    if args.num_cpu_processes < 1:
+        return "--num_cpu_processes must be at least 1"
     if args.batch_size_per_device < 1 or args.accumulate_grad_batches < 1:
         return "--batch_size_per_device and --accumulate_grad_batches must be at least 1"
     if not 0 < args.validation_split_pct < 1:
@@ -347,7 +351,7 @@ def validate(args):
 # What may differ from the checkpoint when evaluating it (spec 1.4); everything else is the trained model's.
 TEST_TIME_FLAGS = {
     "run_name", "seed", "is_random_seed", "gpus", "distributed_strategy", "batch_size_per_device", "num_workers",
-    "prefetch_factor", "dataset_name", "dataset_dir", "validation_split_pct", "pretokenize_dataset",
+    "prefetch_factor", "num_cpu_processes", "dataset_name", "dataset_dir", "validation_split_pct", "pretokenize_dataset",
     "limit_test_batches", "log_dir", "console_log_filename", "log_every_n_steps", "log_model_archi", "no_wandb",
     "wandb_entity", "wandb_project", "wandb_tags", "wandb_offline", "float_precision", "set_matmul_precision",
     "only_test", "only_test_model_ckpt", "ebt_attention", "no_langevin_during_eval", "is_slurm_run",
