@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
 
 from model.attention import (append_attention, causal_attention, ebt_attention_mask, masked_attention,
                              prediction_attention)
@@ -59,6 +60,7 @@ class AutoregressiveEBT(nn.Module):
             nn.init.zeros_(self.final_modulation[1].bias)
             nn.init.zeros_(self.energy_head.weight)
         self.rope = RotaryEmbedding(D // cfg.multiheaded_attention_heads, cfg.context_length + 2)
+        self.activation_checkpointing = cfg.activation_checkpointing
 
     # -------------------------------------------------------------------------- shared pieces
 
@@ -136,7 +138,11 @@ class AutoregressiveEBT(nn.Module):
         x = predicted
         for layer, k_o, v_o in zip(self.layers, cache.keys, cache.values):
             attend = lambda q, k, v, k_o=k_o, v_o=v_o: prediction_attention(q, k, v, k_o, v_o, self.offset + start)
-            x = layer(x, self.rope, positions, attend, condition)
+            if self.activation_checkpointing and torch.is_grad_enabled():
+                # non-reentrant checkpointing supports the double backward of training
+                x = checkpoint(layer, x, self.rope, positions, attend, condition, use_reentrant=False)
+            else:
+                x = layer(x, self.rope, positions, attend, condition)
         return self._energy_head(x, condition)
 
     # -------------------------------------------------------------------------- reference path

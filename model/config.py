@@ -73,6 +73,7 @@ class EBTConfig(TransformerConfig):
     gaussian_random_noise_scaling: float = 1.0
     vocab_to_embed_uses_prob_dist: bool = False
     ebt_attention: str = "fast"  # "fast" (cached observed stream) or "reference" (one masked attention)
+    activation_checkpointing: bool = False  # recompute prediction-stream blocks in the backward pass
     # System 2 training (spec 2.6, 2.8-2.10)
     randomize_mcmc_step_size_scale: float = 1.0
     randomize_mcmc_num_steps: int = 0

@@ -156,3 +156,16 @@ def test_xxs_parameter_count_with_neox_vocabulary():
     for model in (ebt, baseline):
         assert 44.5e6 < sum(p.numel() for p in model.parameters()) < 45.0e6  # spec: ~44.8M
 
+
+
+def test_activation_checkpointing_gives_the_same_second_order_gradients():
+    grads = {}
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = EBT_NLP(dict(TINY, ebt_type="time_embed", mcmc_step_size=5.0,
+                             activation_checkpointing=checkpointing)).double()
+        torch.manual_seed(1)
+        model.forward_loss_wrapper({"input_ids": torch.randint(0, 39, (3, 13))}, "train")["loss"].backward()
+        grads[checkpointing] = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    for a, b in zip(grads[False], grads[True]):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)

@@ -75,6 +75,8 @@ def build_parser():
                    help="initial guess of the predicted logits")
     g.add_argument("--gaussian_random_noise_scaling", type=float, default=1.0,
                    help="std of the random initial guess")
+    g.add_argument("--activation_checkpointing", action="store_true",
+                   help="recompute the prediction stream's blocks in the backward pass: less memory, more time")
     g.add_argument("--ebt_attention", default="fast", choices=["fast", "reference"],
                    help="fast = observed stream cached across steps; reference = one masked attention "
                         "over [observed; predictions] every step (slow, for checking)")
