@@ -107,6 +107,15 @@ def main(argv=None):
         print(f"train_model.py: error: {error}", file=sys.stderr)
         return 2
     args.vocab_size, args.pad_token_id = len(tokenizer), tokenizer.pad_token_id
+    if args.debug_dataloader:
+        from utils.dataloader_debugger import debug_dataloader
+
+        try:
+            debug_dataloader(args)
+        except ValueError as error:
+            print(f"train_model.py: error: {error}", file=sys.stderr)
+            return 2
+        return 0
 
     if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
         # a DDP worker started by Lightning: rank 0 made the run folder and speaks for the run

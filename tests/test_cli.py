@@ -78,7 +78,26 @@ def test_job_scripts_pass_the_command_line_checks(tmp_path):
             ("pretrain/ebt_s2_tiny_cpu.sh", "ebt-4xs-s2_tiny_cpu ebt 128"),
             ("pretrain/baseline_transformer.sh", "baseline_transformer-xxs-bs_256_lr_0.0012 baseline_transformer 384"),
             ("inference/ebt.sh", "ebt-xxs-2_steps_langevin_1_lambada ebt 128"),
-            ("inference/baseline_transformer.sh", "baseline_transformer-xxs-baseline_gen_lambada ebt 128")]:
+            ("inference/baseline_transformer.sh", "baseline_transformer-xxs-baseline_gen_lambada ebt 128"),
+            ("../debug/debug_dataloader.sh", "quickstart ebt 128")]:
         result = subprocess.run(["bash", f"job_scripts/nlp/{script}"], env=env, capture_output=True, text=True)
         assert result.returncode == 0, (script, result.stderr)
         assert result.stdout.split("\n")[-2] == expected, script
+
+
+def test_every_script_the_readme_names_exists_and_parses():
+    import os
+    import re
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "README.md")) as f:
+        scripts = set(re.findall(r"(?:job_scripts/[\w/{},.-]+\.sh|slurm_executor\.sh)", f.read()))
+    expanded = set()
+    for script in scripts:  # job_scripts/nlp/inference/{ebt,baseline_transformer}.sh -> both files
+        match = re.search(r"\{([^}]*)\}", script)
+        expanded |= ({script[:match.start()] + name + script[match.end():] for name in match.group(1).split(",")}
+                     if match else {script})
+    assert len(expanded) >= 6
+    for script in sorted(expanded):
+        assert os.path.isfile(os.path.join(root, script)), script
+        assert subprocess.run(["bash", "-n", script], cwd=root).returncode == 0, script

@@ -121,3 +121,13 @@ def test_two_process_ddp_run_on_cpu(tmp_path, corpus):
     (run_dir,) = glob.glob(str(log_dir / "quickstart" / "*"))
     assert os.path.isfile(os.path.join(run_dir, "checkpoints", "last.ckpt"))
     assert max(read_metrics(run_dir)("train_loss")) == 5  # rank 0 logged global steps 0..5
+
+
+def test_debug_dataloader_iterates_the_training_set_once_and_trains_nothing(tmp_path, corpus, capsys):
+    log_dir = tmp_path / "logs"
+    assert train_model.main(["--debug_dataloader", "--dataset_name", "text", "--dataset_dir", corpus,
+                             "--context_length", "32", "--batch_size_per_device", "8",
+                             "--log_dir", str(log_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "text: " in out and " batches, " in out and "longest row 33 tokens" in out
+    assert not log_dir.exists()

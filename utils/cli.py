@@ -249,6 +249,8 @@ def build_parser():
     g.add_argument("--overfit_batches", type=float, default=0.0, help="train on this many batches only")
     g.add_argument("--profiler", default=None, choices=["simple", "advanced"], help="Lightning profiler")
     g.add_argument("--find_unused_parameters", action="store_true", help="DDP find_unused_parameters")
+    g.add_argument("--debug_dataloader", action="store_true",
+                   help="iterate the training set once in one process (pre-tokenize, check the data), then stop")
     return p
 
 
