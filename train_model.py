@@ -26,6 +26,24 @@ def choose_devices(gpus, cpu_processes=1):
     return ("cpu", 1, 1) if count == 0 else ("gpu", -1 if count < 0 else count, num_nodes)
 
 
+def resolve_run_dir(args, env):
+    """(run folder, whether this process is global rank 0), the same folder in every process of a run.
+
+    Lightning's DDP workers (LOCAL_RANK > 0) inherit EBT_RUN_DIR from rank 0. Processes that srun starts
+    side by side (SLURM_NTASKS > 1) cannot share a timestamp, so they name the folder after the job.
+    """
+    if env.get("LOCAL_RANK", "0") != "0" and "EBT_RUN_DIR" in env:
+        return env["EBT_RUN_DIR"], False
+    if int(env.get("SLURM_NTASKS", 1)) > 1 and "SLURM_JOB_ID" in env:
+        run_dir = os.path.join(args.log_dir, args.run_name, f"job{env['SLURM_JOB_ID']}")
+        return run_dir, env.get("SLURM_PROCID", "0") == "0"
+    base = run_dir = os.path.join(args.log_dir, args.run_name, time.strftime("%Y-%m-%d_%H-%M-%S"))
+    suffix = 1
+    while os.path.exists(run_dir):  # two runs started in the same second get separate folders
+        run_dir, suffix = f"{base}_{suffix}", suffix + 1
+    return run_dir, True
+
+
 def wandb_configured(args):
     """Use W&B only where it can work: a key, or an explicit offline mode; never block the default run."""
     if args.no_wandb or os.environ.get("WANDB_MODE") == "disabled":
@@ -117,19 +135,14 @@ def main(argv=None):
             return 2
         return 0
 
-    if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
-        # a DDP worker started by Lightning: rank 0 made the run folder and speaks for the run
-        run_dir = os.environ["EBT_RUN_DIR"]
-        sys.stdout = open(os.devnull, "w")
-    else:
-        base = run_dir = os.path.join(args.log_dir, args.run_name, time.strftime("%Y-%m-%d_%H-%M-%S"))
-        suffix = 1
-        while os.path.exists(run_dir):  # two runs started in the same second get separate folders
-            run_dir, suffix = f"{base}_{suffix}", suffix + 1
-        os.makedirs(run_dir)
+    run_dir, is_rank_zero = resolve_run_dir(args, os.environ)
+    if is_rank_zero:
+        os.makedirs(run_dir, exist_ok=True)
         os.environ["EBT_RUN_DIR"] = run_dir  # inherited by the DDP workers Lightning starts
         tee_console(os.path.join(run_dir, args.console_log_filename))
         print(f"run folder: {run_dir}")
+    else:  # rank 0 makes the run folder and speaks for the run
+        sys.stdout = open(os.devnull, "w")
 
     accelerator, devices, num_nodes = choose_devices(args.gpus, args.num_cpu_processes)
     num_devices = (torch.cuda.device_count() if devices == -1 and accelerator == "gpu" else

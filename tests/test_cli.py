@@ -72,9 +72,11 @@ def test_job_scripts_pass_the_command_line_checks(tmp_path):
     checkpoint.write_bytes(b"")
     env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}", CKPT=str(checkpoint))
     env.pop("SLURM_ARRAY_TASK_ID", None)
+    env.pop("SLURM_JOB_ID", None)
     for script, expected in [
             ("pretrain/ebt_s1.sh", "ebt-xxs-bs_256_s1_lr_0.0012 ebt 384"),
             ("pretrain/ebt_s2.sh", "ebt-xxs-bs_256_s2_lr_0.0012 ebt 384"),
+            ("pretrain/ebt_s1_mn.sh", "ebt-xxs-bs_256_s1_mn_lr_0.0012 ebt 384"),
             ("pretrain/ebt_s2_tiny_cpu.sh", "ebt-4xs-s2_tiny_cpu ebt 128"),
             ("pretrain/baseline_transformer.sh", "baseline_transformer-xxs-bs_256_lr_0.0012 baseline_transformer 384"),
             ("inference/ebt.sh", "ebt-xxs-2_steps_langevin_1_lambada ebt 128"),
@@ -101,3 +103,17 @@ def test_every_script_the_readme_names_exists_and_parses():
     for script in sorted(expanded):
         assert os.path.isfile(os.path.join(root, script)), script
         assert subprocess.run(["bash", "-n", script], cwd=root).returncode == 0, script
+
+
+def test_every_process_of_a_run_agrees_on_its_folder(tmp_path):
+    from argparse import Namespace
+
+    from train_model import resolve_run_dir
+
+    args = Namespace(log_dir=str(tmp_path), run_name="r")
+    run_dir, rank_zero = resolve_run_dir(args, {})
+    assert rank_zero and run_dir.startswith(str(tmp_path / "r"))
+    assert resolve_run_dir(args, {"LOCAL_RANK": "1", "EBT_RUN_DIR": run_dir}) == (run_dir, False)
+    srun = {"SLURM_NTASKS": "8", "SLURM_JOB_ID": "77"}
+    assert resolve_run_dir(args, dict(srun, SLURM_PROCID="0")) == (str(tmp_path / "r" / "job77"), True)
+    assert resolve_run_dir(args, dict(srun, SLURM_PROCID="5")) == (str(tmp_path / "r" / "job77"), False)
