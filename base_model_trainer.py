@@ -1,4 +1,5 @@
 """The LightningModule that trains and evaluates every model: data, optimisation, logging (spec 1.6)."""
+import gc
 import json
 from argparse import Namespace
 
@@ -268,7 +269,15 @@ class ModelTrainer(L.LightningModule):
         scheduler = build_lr_scheduler(optimizer, hp.warm_up_steps, hp.max_scheduling_steps, hp.min_lr_scale)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        every = self.hparams.get("manual_gc_collect_every_n_steps", -1)
+        if every > 0 and self.global_step % every == 0:
+            gc.collect()
+
     def on_after_backward(self):
+        if self.hparams.get("debug_unused_parameters"):
+            unused = [n for n, p in self.model.named_parameters() if p.requires_grad and p.grad is None]
+            print(f"step {self.global_step}: parameters without a gradient: {unused or 'none'}")
         if not self.hparams.log_gradients:
             return
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]

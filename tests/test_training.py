@@ -131,3 +131,15 @@ def test_debug_dataloader_iterates_the_training_set_once_and_trains_nothing(tmp_
     out = capsys.readouterr().out
     assert "text: " in out and " batches, " in out and "longest row 33 tokens" in out
     assert not log_dir.exists()
+
+
+def test_debug_unused_parameters_names_parameters_without_gradients(tmp_path, corpus, capsys, monkeypatch):
+    import gc
+
+    collections = []
+    monkeypatch.setattr(gc, "collect", lambda: collections.append(1))
+    run(tmp_path, corpus, "--max_steps", "6", "--val_check_interval", "6", "--debug_unused_parameters",
+        "--manual_gc_collect_every_n_steps", "2", "--ebt_type", "default")
+    out = capsys.readouterr().out
+    assert "step 0: parameters without a gradient: none" in out  # every trainable parameter is used
+    assert len(collections) == 3  # steps 2, 4, 6

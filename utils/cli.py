@@ -249,6 +249,10 @@ def build_parser():
     g.add_argument("--overfit_batches", type=float, default=0.0, help="train on this many batches only")
     g.add_argument("--profiler", default=None, choices=["simple", "advanced"], help="Lightning profiler")
     g.add_argument("--find_unused_parameters", action="store_true", help="DDP find_unused_parameters")
+    g.add_argument("--debug_unused_parameters", action="store_true",
+                   help="after each backward, print trainable parameters that received no gradient")
+    g.add_argument("--manual_gc_collect_every_n_steps", type=int, default=-1,
+                   help="> 0: run Python's garbage collector every N training steps (CPU-memory leak hunting)")
     g.add_argument("--debug_dataloader", action="store_true",
                    help="iterate the training set once in one process (pre-tokenize, check the data), then stop")
     return p
@@ -344,7 +348,8 @@ def validate(args):
     if args.resume_training_ckpt and not os.path.isfile(args.resume_training_ckpt):
         return f"--resume_training_ckpt {args.resume_training_ckpt}: no such file"
     if args.is_slurm_run and not args.override_slurm_checks:
-        debug = [f for f in ("debug_mode", "detect_anomaly", "fast_dev_run", "find_unused_parameters")
+        debug = [f for f in ("debug_mode", "detect_anomaly", "fast_dev_run", "find_unused_parameters",
+                             "debug_unused_parameters")
                  if getattr(args, f)] + [f for f in ("limit_train_batches", "limit_val_batches")
                                          if getattr(args, f) == 1 and isinstance(getattr(args, f), int)]
         if debug:
