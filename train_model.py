@@ -115,8 +115,8 @@ def main(argv=None):
     from utils.plotting import plot_training_curves
     from utils.text_logger import tee_console
 
-    if args.is_random_seed:
-        args.seed = random.randint(0, 10**6)
+    if args.is_random_seed:  # drawn once: DDP workers inherit rank 0's draw
+        args.seed = int(os.environ.setdefault("EBT_RANDOM_SEED", str(random.randint(0, 10**6))))
     L.seed_everything(args.seed, workers=True, verbose=False)
 
     try:
@@ -136,14 +136,6 @@ def main(argv=None):
         return 0
 
     run_dir, is_rank_zero = resolve_run_dir(args, os.environ)
-    if is_rank_zero:
-        os.makedirs(run_dir, exist_ok=True)
-        os.environ["EBT_RUN_DIR"] = run_dir  # inherited by the DDP workers Lightning starts
-        tee_console(os.path.join(run_dir, args.console_log_filename))
-        print(f"run folder: {run_dir}")
-    else:  # rank 0 makes the run folder and speaks for the run
-        sys.stdout = open(os.devnull, "w")
-
     accelerator, devices, num_nodes = choose_devices(args.gpus, args.num_cpu_processes)
     num_devices = (torch.cuda.device_count() if devices == -1 and accelerator == "gpu" else
                    len(devices) if isinstance(devices, list) else devices) * num_nodes
@@ -163,6 +155,19 @@ def main(argv=None):
             detail = " ".join(str(error).split())[:300]
             print(f"train_model.py: error: the checkpoint's weights do not fit this model: {detail}", file=sys.stderr)
             return 2
+    try:  # build the data now: a missing or empty dataset stops the run before its folder exists
+        module.setup("test" if args.only_test else "fit")
+    except ValueError as error:
+        print(f"train_model.py: error: {error}", file=sys.stderr)
+        return 2
+
+    if is_rank_zero:
+        os.makedirs(run_dir, exist_ok=True)
+        os.environ["EBT_RUN_DIR"] = run_dir  # inherited by the DDP workers Lightning starts
+        tee_console(os.path.join(run_dir, args.console_log_filename))
+        print(f"run folder: {run_dir}")
+    else:  # rank 0 makes the run folder and speaks for the run
+        sys.stdout = open(os.devnull, "w")
     if args.compile_model:
         module.model = torch.compile(module.model)
     n_params = sum(p.numel() for p in module.model.parameters())

@@ -117,3 +117,13 @@ def test_every_process_of_a_run_agrees_on_its_folder(tmp_path):
     srun = {"SLURM_NTASKS": "8", "SLURM_JOB_ID": "77"}
     assert resolve_run_dir(args, dict(srun, SLURM_PROCID="0")) == (str(tmp_path / "r" / "job77"), True)
     assert resolve_run_dir(args, dict(srun, SLURM_PROCID="5")) == (str(tmp_path / "r" / "job77"), False)
+
+
+def test_an_empty_text_folder_stops_the_run_before_its_folder_exists(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    status = train_model.main(["--dataset_name", "text", "--dataset_dir", str(empty), "--log_dir",
+                               str(tmp_path / "logs"), "--no_wandb"])
+    assert status == 2
+    assert "--dataset_dir" in capsys.readouterr().err
+    assert not (tmp_path / "logs").exists()
