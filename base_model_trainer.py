@@ -1,4 +1,5 @@
 """The LightningModule that trains and evaluates every model: data, optimisation, logging (spec 1.6)."""
+import contextlib
 import gc
 import json
 from argparse import Namespace
@@ -8,8 +9,7 @@ import torch
 import torchmetrics
 from torch.utils.data import DataLoader
 
-from data.nlp import (DownstreamCollator, DownstreamDataset, NLPCollator, build_nlp_datasets, is_downstream,
-                      load_tokenizer, reference_answer)
+from data.nlp import build_collator, build_splits, load_tokenizer, reference_answer
 from data.samplers import ResumableBatchSampler
 from model.config import InferenceConfig
 from model.nlp.baseline_transformer import Baseline_Transformer_NLP
@@ -79,7 +79,7 @@ class ModelTrainer(L.LightningModule):
         self.valid_metric = TokenWeightedLoss(num_steps)
         self.test_metric = TokenWeightedLoss(self.model.num_inference_steps(self.inference) if self.inference
                                              else num_steps)
-        self.train_dataset = self.valid_dataset = None
+        self.tokenizer = self.train_dataset = self.valid_dataset = self.test_dataset = None
         # inference mode: mean exact match and token F1 over all answers (all-reduced across ranks)
         self.exact_match, self.token_f1 = torchmetrics.MeanMetric(), torchmetrics.MeanMetric()
         self.results_file = None  # opened by train_model.py for --execution_mode inference
@@ -87,32 +87,15 @@ class ModelTrainer(L.LightningModule):
     # ------------------------------------------------------------------------------ data
 
     def setup(self, stage):
-        if self.train_dataset is not None:
+        if self.tokenizer is not None:  # built once, also when train_model.py builds it before Lightning
             return
         hp = Namespace(**self.hparams)
         self.tokenizer = load_tokenizer(hp.tokenizer)
-        if is_downstream(hp.dataset_name):  # question/answer sets with their own splits (spec 4.5)
-            if stage == "test":
-                self.train_dataset, self.valid_dataset = [], None
-                self.test_dataset = DownstreamDataset(hp, "test")
-            else:
-                self.train_dataset = DownstreamDataset(hp, "train")
-                self.valid_dataset = DownstreamDataset(hp, "validation")
-        else:
-            self.train_dataset, self.valid_dataset = build_nlp_datasets(hp, self.tokenizer)
-            # local corpora have no separate test split: the held-out rows serve (seeded, never trained on)
-            self.test_dataset = self.valid_dataset
-
-    def _collator(self):
-        hp = self.hparams
-        if is_downstream(hp.dataset_name):
-            return DownstreamCollator(self.tokenizer, hp.context_length + 1, hp.execution_mode)
-        # the replay buffer stores fixed-length rows (spec 2.9)
-        return NLPCollator(hp.pad_token_id, hp.context_length + 1, pad_to_max_length=hp.mcmc_replay_buffer)
+        self.train_dataset, self.valid_dataset, self.test_dataset = build_splits(hp, self.tokenizer, stage)
 
     def _loader_kwargs(self):
         workers = self.hparams.num_workers
-        return dict(collate_fn=self._collator(), num_workers=workers, persistent_workers=workers > 0,
+        return dict(collate_fn=build_collator(self.hparams, self.tokenizer), num_workers=workers, persistent_workers=workers > 0,
                     pin_memory=torch.cuda.is_available(),
                     prefetch_factor=self.hparams.prefetch_factor if workers > 0 else None)
 
@@ -164,10 +147,15 @@ class ModelTrainer(L.LightningModule):
             extra["final_energy"] = phase != "train" or (self.global_step + 1) % self.hparams.log_every_n_steps == 0
             if phase == "test" and self.inference is not None:
                 extra = {"inference": self.inference}
-        cuda_devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda_devices):  # leaves the global RNG streams untouched
-            torch.manual_seed(step_seed(self.hparams.seed, step, self.global_rank, phase))
+        with self.seeded(phase, step):
             return self.model.forward_loss_wrapper(batch, phase, **extra)
+
+    @contextlib.contextmanager
+    def seeded(self, phase, step):
+        """Randomness of one step from step_seed, leaving the global RNG streams untouched."""
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(step_seed(self.hparams.seed, step, self.global_rank, phase))
+            yield
 
     def on_train_batch_start(self, batch, batch_idx):
         # also after resuming past the warm-up: the switch is not part of the weights
@@ -221,8 +209,7 @@ class ModelTrainer(L.LightningModule):
         sampling = SamplingConfig(hp.infer_temp, hp.infer_topp, hp.infer_topk)
         eos = self.tokenizer.eos_token_id
         lengths = batch["prompt_lengths"]
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(step_seed(hp.seed, batch_idx, self.global_rank, "test"))
+        with self.seeded("test", batch_idx):
             for length in lengths.unique().tolist():  # the caches need prompts of equal length
                 rows = (lengths == length).nonzero().flatten().tolist()
                 prompt = batch["prompt_ids"][rows, :length]

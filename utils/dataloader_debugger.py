@@ -9,21 +9,16 @@ from argparse import Namespace
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from data.nlp import (DownstreamCollator, DownstreamDataset, NLPCollator, build_nlp_datasets, is_downstream,
-                      load_tokenizer)
+from data.nlp import build_collator, build_splits, load_tokenizer
 
 
 def debug_dataloader(hp):
     """Load every training batch once; return {"batches", "rows", "tokens", "max_length"} and print them."""
     hp = Namespace(**vars(hp))
     tokenizer = load_tokenizer(hp.tokenizer)
-    if is_downstream(hp.dataset_name):
-        dataset = DownstreamDataset(hp, "train")
-        collate = DownstreamCollator(tokenizer, hp.context_length + 1, hp.execution_mode)
-    else:
-        dataset = build_nlp_datasets(hp, tokenizer)[0]
-        collate = NLPCollator(tokenizer.pad_token_id, hp.context_length + 1)
-    loader = DataLoader(dataset, batch_size=hp.batch_size_per_device, collate_fn=collate, num_workers=0)
+    dataset = build_splits(hp, tokenizer, "fit")[0]
+    loader = DataLoader(dataset, batch_size=hp.batch_size_per_device, collate_fn=build_collator(hp, tokenizer),
+                        num_workers=0)
     stats = {"batches": 0, "rows": 0, "tokens": 0, "max_length": 0}
     for batch in tqdm(loader, desc=f"{hp.dataset_name} (train)", unit="batch"):
         ids = batch.get("input_ids", batch.get("prompt_ids"))

@@ -58,6 +58,11 @@ class EBT_NLP(nn.Module):
         if self.cfg.langevin_dynamics_noise_learnable:
             self.langevin_dynamics_noise_std.requires_grad_(True)
 
+    @staticmethod
+    def normalize(logits):
+        """With normalize_initial_condition the energy sees probabilities (and dE/dp is taken, spec 2.6)."""
+        return torch.softmax(logits, dim=-1)
+
     def embed_prediction(self, prediction):
         """Predicted distributions (or raw logits without normalisation) (B, n, V) -> (B, n, D)."""
         if self.cfg.vocab_to_embed_uses_prob_dist:
@@ -130,7 +135,7 @@ class EBT_NLP(nn.Module):
                                           cfg.randomize_mcmc_num_steps_min,
                                           cfg.randomize_mcmc_num_steps_final_landscape, training=learning),
             create_graph=learning,
-            normalize=(lambda z: torch.softmax(z, dim=-1)) if cfg.normalize_initial_condition else None,
+            normalize=self.normalize if cfg.normalize_initial_condition else None,
             detach_between_steps=not cfg.no_mcmc_detach,
             truncate=cfg.truncate_mcmc,
             langevin_std=langevin,
@@ -180,7 +185,7 @@ class EBT_NLP(nn.Module):
         result = think(
             energy_for(G), self.initial_logits(B * G, n, device), alphas,
             landscapes, create_graph=False,
-            normalize=(lambda z: torch.softmax(z, dim=-1)) if self.cfg.normalize_initial_condition else None,
+            normalize=self.normalize if self.cfg.normalize_initial_condition else None,
             langevin_std=[s.to(device) if s is not None else None for s in noise],
             accept_lower_energies=icfg.infer_accept_lower_energies, evaluate_final_energy=True)
         final, initial = result.final_energy.view(B, G, n), result.energies[0].view(B, G, n)
