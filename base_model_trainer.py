@@ -95,7 +95,8 @@ class ModelTrainer(L.LightningModule):
 
     def _loader_kwargs(self):
         workers = self.hparams.num_workers
-        return dict(collate_fn=build_collator(self.hparams, self.tokenizer), num_workers=workers, persistent_workers=workers > 0,
+        return dict(collate_fn=build_collator(self.hparams, self.tokenizer), num_workers=workers,
+                    persistent_workers=workers > 0,
                     pin_memory=torch.cuda.is_available(),
                     prefetch_factor=self.hparams.prefetch_factor if workers > 0 else None)
 

@@ -360,7 +360,8 @@ def validate(args):
 # What may differ from the checkpoint when evaluating it (spec 1.4); everything else is the trained model's.
 TEST_TIME_FLAGS = {
     "run_name", "seed", "is_random_seed", "gpus", "distributed_strategy", "batch_size_per_device", "num_workers",
-    "prefetch_factor", "num_cpu_processes", "dataset_name", "dataset_dir", "validation_split_pct", "pretokenize_dataset",
+    "prefetch_factor", "num_cpu_processes", "dataset_name", "dataset_dir", "validation_split_pct",
+    "pretokenize_dataset",
     "limit_test_batches", "log_dir", "console_log_filename", "log_every_n_steps", "log_model_archi", "no_wandb",
     "wandb_entity", "wandb_project", "wandb_tags", "wandb_offline", "float_precision", "set_matmul_precision",
     "only_test", "only_test_model_ckpt", "ebt_attention", "no_langevin_during_eval", "is_slurm_run",
