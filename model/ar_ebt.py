@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
-from model.attention import (append_attention, causal_attention, ebt_attention_mask, masked_attention,
+from model.attention import (causal_attention, ebt_attention_mask, masked_attention,
                              prediction_attention)
 from model.blocks import Block, RMSNorm, RotaryEmbedding, ffn_hidden_dim, init_linear, modulate
 
@@ -109,23 +109,26 @@ class AutoregressiveEBT(nn.Module):
         cache.values.append(v)
         return cache
 
-    def extend(self, cache, observed, landscape=0):
-        """Append new observed tokens (B, m, D) to a cache in place (KV-cached generation, no graph)."""
-        S = cache.keys[0].shape[-2]
-        positions = torch.arange(S, S + observed.shape[1], device=observed.device)
+    def observe_next(self, cache, observed, landscape=0, length=None):
+        """Keys/values of ONE new observed token (B, 1, D) that follows the first `length` cache entries.
+
+        The cache may be preallocated longer than `length` (its later entries are ignored); `length` may
+        be a 0-dim tensor so that a compiled decoder serves every position with one graph. Returns a list
+        of per-layer (keys, values), each (B, H, 1, h), for the caller to store at index `length`.
+        """
+        length = cache.keys[0].shape[-2] if length is None else length
+        positions = length + torch.zeros(1, dtype=torch.long, device=observed.device)
         condition = self._condition(landscape)
-        x = observed
-        for i, layer in enumerate(self.layers):
-            def attend(q, k, v, i=i):
-                out, cache.keys[i], cache.values[i] = append_attention(q, k, v, cache.keys[i], cache.values[i])
-                return out
-            if i == len(self.layers) - 1:  # only its keys/values are ever used
-                k, v = layer.keys_values(x, self.rope, positions, condition)
-                cache.keys[i] = torch.cat([cache.keys[i], k], dim=-2)
-                cache.values[i] = torch.cat([cache.values[i], v], dim=-2)
-            else:
-                x = layer(x, self.rope, positions, attend, condition)
-        return cache
+        x, new = observed, []
+
+        def attend(q, k, v, k_o, v_o):  # cached entries j < length, then itself: the prediction pattern
+            new.append((k, v))
+            return prediction_attention(q, k, v, k_o, v_o, length - 1)
+
+        for layer, k_o, v_o in zip(self.layers[:-1], cache.keys, cache.values):
+            x = layer(x, self.rope, positions, lambda q, k, v, k_o=k_o, v_o=v_o: attend(q, k, v, k_o, v_o), condition)
+        new.append(self.layers[-1].keys_values(x, self.rope, positions, condition))  # only its keys/values are used
+        return new
 
     def energies(self, cache, predicted, landscape=0, start=0):
         """Energies of predictions for positions start, start+1, ... against a cached observed stream.

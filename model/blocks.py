@@ -66,7 +66,7 @@ class RotaryEmbedding(nn.Module):
 
     def forward(self, x, positions):
         """x (..., T, h), positions (T,) long -> x rotated, same dtype."""
-        if positions.numel() and int(positions.max()) >= self.cos.shape[0]:
+        if not torch.compiler.is_compiling() and positions.numel() and int(positions.max()) >= self.cos.shape[0]:
             raise ValueError(f"position {int(positions.max())} exceeds the rotary table ({self.cos.shape[0]}); "
                              "raise --context_length")
         xf = upcast(x)

@@ -56,6 +56,15 @@ def _at_step(value, i):
     return value[i] if isinstance(value, (list, tuple)) else value
 
 
+def _energy_and_gradient(energy_fn, prediction, landscape):
+    """Energies and dE/dprediction through torch.func (traceable by torch.compile; first order only)."""
+    def total(p):
+        energy = energy_fn(p, landscape)
+        return energy.sum(), energy
+    grad, energy = torch.func.grad(total, has_aux=True)(prediction)
+    return energy, grad
+
+
 def think(energy_fn, initial_state, step_size, landscapes, *, create_graph, normalize=None,
           detach_between_steps=True, truncate=False, langevin_std=None, grad_clamp=None, state_clamp=None,
           accept_lower_energies=False, evaluate_final_energy=False):
@@ -74,20 +83,27 @@ def think(energy_fn, initial_state, step_size, landscapes, *, create_graph, norm
     """
     result = ThinkingResult()
     state = initial_state
+    # torch.compile cannot trace autograd.grad: compiled first-order thinking uses torch.func instead
+    functional = torch.compiler.is_compiling() and not create_graph
     with torch.enable_grad():  # thinking needs input gradients even under validation's no_grad
         for i, landscape in enumerate(landscapes):
-            if detach_between_steps or not state.requires_grad:
+            if functional:
+                state = state.detach()
+            elif detach_between_steps or not state.requires_grad:
                 state = state.detach().requires_grad_()
             start = state
             noise_std = _at_step(langevin_std, i)
             if noise_std is not None:
                 state = state + torch.randn_like(state) * noise_std
             prediction = normalize(state) if normalize is not None else state
-            energy = energy_fn(prediction, landscape)
-            second_order = create_graph and (not truncate or i == len(landscapes) - 1)
-            # retain: later steps and the loss may still need graph shared with this one (observed stream)
-            (grad,) = torch.autograd.grad(energy.sum(), prediction, create_graph=second_order,
-                                          retain_graph=create_graph)
+            if functional:
+                energy, grad = _energy_and_gradient(energy_fn, prediction, landscape)
+            else:
+                energy = energy_fn(prediction, landscape)
+                second_order = create_graph and (not truncate or i == len(landscapes) - 1)
+                # retain: later steps and the loss may still need graph shared with this one (observed stream)
+                (grad,) = torch.autograd.grad(energy.sum(), prediction, create_graph=second_order,
+                                              retain_graph=create_graph)
             if grad_clamp is not None:
                 grad = grad.clamp(-grad_clamp, grad_clamp)
             state = prediction - _at_step(step_size, i) * grad

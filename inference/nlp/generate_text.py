@@ -51,9 +51,14 @@ class TransformerDecoder:
 
 
 class EBTDecoder:
-    """EBT with its observed stream cached per landscape; thinks about the newest position only."""
+    """EBT with its observed stream cached per landscape; thinks about the newest position only.
 
-    def __init__(self, model, inference=None):
+    The caches are preallocated for `capacity` tokens, so every decoding step has the same shapes; with
+    compile=True the new token's keys/values and the thinking are torch.compile'd once for all positions
+    (first-order only, which is all generation needs). compile=False runs the same code eagerly.
+    """
+
+    def __init__(self, model, capacity, inference=None, compile=False):
         self.model, self.inference = model, inference
         trunk = model.transformer
         if inference is not None:
@@ -61,34 +66,79 @@ class EBTDecoder:
         else:
             c = model.cfg
             landscapes = landscape_schedule(c.mcmc_num_steps, c.randomize_mcmc_num_steps, training=False)
-        self.keys = sorted({k if trunk.observed_depends_on_landscape else None for k in landscapes}, key=str)
-        self.caches, self.length = {}, 0
+        self.keys = sorted({self._key(k) for k in landscapes}, key=str)
+        self.capacity = capacity + trunk.offset  # the time token of time_embed takes one entry
+        self.caches, self.length = {}, 0  # length: valid cache entries, time token included
+        self.observe_next, self.think = trunk.observe_next, self._think
+        self.compiled = compile
+        if compile:
+            self.observe_next = _compiled(trunk.observe_next)
+            self.think = _compiled(self._think)
 
     def _key(self, landscape):
         return landscape if self.model.transformer.observed_depends_on_landscape else None
 
     def next_logits(self, new_tokens):
+        """new_tokens (B, m): the prompt first, then one sampled token per call -> logits (B, V)."""
         model, trunk = self.model, self.model.transformer
         observed = model.embeddings(new_tokens)
-        for key in self.keys:
-            landscape = 0 if key is None else key
-            if key in self.caches:
-                trunk.extend(self.caches[key], observed, landscape)
-            else:
-                self.caches[key] = trunk.observe(observed, landscape)
-        self.length += new_tokens.shape[1]
-        B, position = new_tokens.shape[0], self.length - 1
+        if not self.caches:
+            for key in self.keys:
+                prompt = trunk.observe(observed, 0 if key is None else key)
+                self.caches[key] = type(prompt)(*[[_preallocate(t, self.capacity) for t in ts]
+                                                  for ts in (prompt.keys, prompt.values)])
+            self.length = trunk.offset + new_tokens.shape[1]
+        else:
+            if new_tokens.shape[1] != 1:
+                raise ValueError("after the prompt, EBTDecoder takes one new token per call")
+            if self.length >= self.capacity:
+                raise ValueError(f"the cache holds {self.capacity - trunk.offset} tokens; raise its capacity")
+            length = self._scalar(self.length)
+            for key in self.keys:
+                cache = self.caches[key]
+                for i, (k, v) in enumerate(self.observe_next(cache, observed, 0 if key is None else key, length)):
+                    cache.keys[i][:, :, self.length] = k[:, :, 0]
+                    cache.values[i][:, :, self.length] = v[:, :, 0]
+            self.length += 1
+        # the newest token's index among the tokens; its prediction sits at the next position
+        return self.think(self._scalar(self.length - 1 - trunk.offset), new_tokens.shape[0])
+
+    def _scalar(self, value):
+        """Positions enter compiled code as 0-dim tensors so one graph serves them all."""
+        return torch.tensor(value, device=self.model.alpha.device) if self.compiled else value
+
+    def _think(self, position, B):
+        model, trunk = self.model, self.model.transformer
 
         def energy_for(G):
             caches = self.caches if G == 1 else {k: _repeat_cache(c, G) for k, c in self.caches.items()}
             return lambda p, landscape: trunk.energies(caches[self._key(landscape)], model.embed_prediction(p),
                                                        landscape, start=position)
 
+        device = model.alpha.device
         if self.inference is not None:
-            result = model.advanced_think_about(energy_for, B, 1, new_tokens.device, self.inference)
+            result = model.advanced_think_about(energy_for, B, 1, device, self.inference)
         else:
-            result = model.think_about(energy_for(1), B, 1, new_tokens.device)
+            result = model.think_about(energy_for(1), B, 1, device)
         return result.states[-1][:, -1]
+
+
+def _compiled(fn):
+    """torch.compile for fixed shapes, drawing random numbers exactly as eager code does (same seed, same
+    tokens with or without compilation)."""
+    compiled = torch.compile(fn, dynamic=False)
+
+    def run(*args):
+        with torch._inductor.config.patch(fallback_random=True):
+            return compiled(*args)
+    return run
+
+
+def _preallocate(t, capacity):
+    """(B, H, S, h) -> (B, H, capacity, h) holding t in its first S entries."""
+    buffer = t.new_zeros(*t.shape[:2], capacity, t.shape[-1])
+    buffer[:, :, :t.shape[2]] = t
+    return buffer
 
 
 def _repeat_cache(cache, G):
@@ -106,17 +156,22 @@ def full_prefix_logits(model, tokens, inference=None):
 
 @torch.no_grad()
 def generate(model, prompt_ids, max_new_tokens, sampling=SamplingConfig(), eos_token_id=None, use_cache=True,
-             inference=None, context_length=None):
+             inference=None, context_length=None, compile=False):
     """Continue prompts of equal length. prompt_ids (B, P) -> (tokens (B, P + N), per-step logits (N, B, V)).
 
     Stops early once every row has produced eos; rows that finished keep emitting eos. With
-    context_length, the prefix never exceeds it (generation stops there).
+    context_length, the prefix never exceeds it (generation stops there). compile: torch.compile the
+    EBT's cached decoding step (worth it for long generations; the first token pays the compilation).
     """
     model.eval()
     tokens, all_logits = prompt_ids, []
     done = torch.zeros(prompt_ids.shape[0], dtype=torch.bool, device=prompt_ids.device)
-    if use_cache:
-        decoder = EBTDecoder(model, inference) if isinstance(model, EBT_NLP) else TransformerDecoder(model)
+    if compile and not (use_cache and isinstance(model, EBT_NLP)):
+        raise ValueError("compile applies to the EBT's cached decoding only (use_cache=True)")
+    if use_cache and isinstance(model, EBT_NLP):
+        decoder = EBTDecoder(model, prompt_ids.shape[1] + max_new_tokens, inference, compile)
+    elif use_cache:
+        decoder = TransformerDecoder(model)
     new = prompt_ids
     for _ in range(max_new_tokens):
         if context_length is not None and tokens.shape[1] >= context_length:
