@@ -32,14 +32,17 @@ def prediction_attention(q_p, k_p, v_p, k_o, v_o, offset):
     """EBT prediction stream: prediction i attends to observed keys j <= i + offset and to itself.
 
     q_p/k_p/v_p (B,H,n,h) come from the predictions; k_o/v_o (B,H,S,h) are the cached observed
-    keys/values (S = n + offset, offset = number of leading non-token inputs such as the time token).
+    keys/values (S = n + offset, offset = number of leading non-token inputs such as the time token;
+    S may be larger, e.g. a preallocated decoding cache: keys past i + offset are masked out).
     Equivalent to one masked attention over [observed; predictions] (see `ebt_attention_mask`), but
     never materialises the prediction x prediction block, of which only the diagonal is allowed.
     """
     n, S = q_p.shape[-2], k_o.shape[-2]
     q_p = q_p * q_p.shape[-1] ** -0.5
     observed_scores = q_p @ k_o.transpose(-2, -1)  # (B, H, n, S)
-    allowed = torch.ones(n, S, dtype=torch.bool, device=q_p.device).tril(diagonal=offset)
+    # j <= i + offset; offset may be a 0-dim tensor (compiled decoding, one graph for every position)
+    allowed = (torch.arange(S, device=q_p.device)[None, :]
+               <= torch.arange(n, device=q_p.device)[:, None] + offset)
     observed_scores = observed_scores.masked_fill(~allowed, float("-inf"))
     self_scores = (q_p * k_p).sum(-1, keepdim=True)  # (B, H, n, 1)
     weights = torch.softmax(upcast(torch.cat([observed_scores, self_scores], dim=-1)), dim=-1).type_as(q_p)
@@ -67,3 +70,10 @@ def append_attention(q, k, v, cache_k, cache_v):
     m, S = q.shape[-2], cache_k.shape[-2]
     allowed = torch.ones(m, S + m, dtype=torch.bool, device=q.device).tril(diagonal=S)
     return F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed), keys, values
+
+
+def bidirectional_attention(q, k, v):
+    """Explicit softmax attention without a mask, double-backward safe (bidirectional EBT, DiT). q/k/v (B,H,T,h)."""
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # (B, H, T, T)
+    weights = torch.softmax(upcast(scores), dim=-1).type_as(q)
+    return weights @ v
