@@ -215,7 +215,8 @@ class ModelTrainer(L.LightningModule):
                 rows = (lengths == length).nonzero().flatten().tolist()
                 prompt = batch["prompt_ids"][rows, :length]
                 tokens, _ = generate(self.model, prompt, hp.infer_max_gen_len, sampling, eos_token_id=eos,
-                                     inference=self.inference, context_length=hp.context_length + 1)
+                                     inference=self.inference, context_length=hp.context_length + 1,
+                                     compile=hp.infer_compile_decoding)
                 for row, generated in zip(rows, tokens[:, length:].tolist()):
                     if eos in generated:
                         generated = generated[:generated.index(eos)]

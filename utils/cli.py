@@ -147,6 +147,9 @@ def build_parser():
     g.add_argument("--infer_topp", type=float, default=0.9, help="nucleus sampling mass")
     g.add_argument("--infer_topk", type=int, default=0, help="sample among the k likeliest tokens (0 = all)")
     g.add_argument("--infer_echo", action="store_true", help="write the prompt in front of each generation")
+    g.add_argument("--infer_compile_decoding", action="store_true",
+                   help="EBT generation: torch.compile the cached per-token thinking step (several times faster "
+                        "per token; compiling takes tens of seconds once per run)")
     g.add_argument("--infer_output_dir", default="",
                    help="folder of results.jsonl (default: the run folder)")
 

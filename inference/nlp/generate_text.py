@@ -56,6 +56,7 @@ class EBTDecoder:
     The caches are preallocated for `capacity` tokens, so every decoding step has the same shapes; with
     compile=True the new token's keys/values and the thinking are torch.compile'd once for all positions
     (first-order only, which is all generation needs). compile=False runs the same code eagerly.
+    The key of a cache is the landscape that conditions it (None for the default ebt_type).
     """
 
     def __init__(self, model, capacity, inference=None, compile=False):
@@ -124,9 +125,9 @@ class EBTDecoder:
 
 
 def _compiled(fn):
-    """torch.compile for fixed shapes, drawing random numbers exactly as eager code does (same seed, same
-    tokens with or without compilation)."""
-    compiled = torch.compile(fn, dynamic=False)
+    """torch.compile drawing random numbers exactly as eager code does (same seed, same tokens with or
+    without compilation). Shapes start static; a second batch size makes that dimension dynamic."""
+    compiled = torch.compile(fn)
 
     def run(*args):
         with torch._inductor.config.patch(fallback_random=True):
@@ -169,7 +170,10 @@ def generate(model, prompt_ids, max_new_tokens, sampling=SamplingConfig(), eos_t
     if compile and not (use_cache and isinstance(model, EBT_NLP)):
         raise ValueError("compile applies to the EBT's cached decoding only (use_cache=True)")
     if use_cache and isinstance(model, EBT_NLP):
-        decoder = EBTDecoder(model, prompt_ids.shape[1] + max_new_tokens, inference, compile)
+        capacity = prompt_ids.shape[1] + max_new_tokens
+        if context_length is not None:  # compiled: one cache size for every prompt length, so one graph
+            capacity = context_length if compile else min(capacity, context_length)
+        decoder = EBTDecoder(model, capacity, inference, compile)
     elif use_cache:
         decoder = TransformerDecoder(model)
     new = prompt_ids
