@@ -62,19 +62,12 @@ class TransformerConfig(_FromHparams):
 
 
 @dataclass
-class EBTConfig(TransformerConfig):
-    """Autoregressive EBT: the trunk plus the System 1 thinking options (spec 2.6)."""
-    ebt_type: str = "time_embed"
+class ThinkingConfig(_FromHparams):
+    """The thinking options every EBT shares, text or image (spec 2.6, 2.9, 2.10, 5.3)."""
     mcmc_num_steps: int = 2
     mcmc_step_size: float = 500.0
     mcmc_step_size_learnable: bool = True
-    normalize_initial_condition: bool = True
-    denoising_initial_condition: str = "random_noise"
-    gaussian_random_noise_scaling: float = 1.0
-    vocab_to_embed_uses_prob_dist: bool = False
-    ebt_attention: str = "fast"  # "fast" (cached observed stream) or "reference" (one masked attention)
-    activation_checkpointing: bool = False  # recompute prediction-stream blocks in the backward pass
-    # System 2 training (spec 2.6, 2.8-2.10)
+    # System 2 training
     randomize_mcmc_step_size_scale: float = 1.0
     randomize_mcmc_num_steps: int = 0
     randomize_mcmc_num_steps_min: int = 0
@@ -88,6 +81,27 @@ class EBTConfig(TransformerConfig):
     clamp_futures_grad_max_change: float = 9.0
     clamp_max_after_warm_up: float = 0.0
     absolute_clamp: float = 0.0
+
+    def __post_init__(self):
+        if self.mcmc_num_steps < 1:
+            raise ValueError("mcmc_num_steps must be at least 1")
+        if self.randomize_mcmc_step_size_scale < 1:
+            raise ValueError("randomize_mcmc_step_size_scale must be >= 1 (alpha is drawn from [alpha/s, alpha*s])")
+        if self.randomize_mcmc_num_steps_min > self.randomize_mcmc_num_steps + 1:
+            raise ValueError("randomize_mcmc_num_steps_min must be at most randomize_mcmc_num_steps + 1")
+
+
+@dataclass
+class EBTConfig(TransformerConfig, ThinkingConfig):
+    """Autoregressive EBT for text: the trunk, the shared thinking options and the text-only ones."""
+    ebt_type: str = "time_embed"
+    normalize_initial_condition: bool = True
+    denoising_initial_condition: str = "random_noise"
+    gaussian_random_noise_scaling: float = 1.0
+    vocab_to_embed_uses_prob_dist: bool = False
+    ebt_attention: str = "fast"  # "fast" (cached observed stream) or "reference" (one masked attention)
+    activation_checkpointing: bool = False  # recompute prediction-stream blocks in the backward pass
+    # System 2 training, text only (spec 2.7-2.9)
     contrastive_loss: bool = False
     contrastive_loss_coeff: float = 0.0005
     soften_target_prob_dist: float = 0.0
@@ -97,7 +111,8 @@ class EBTConfig(TransformerConfig):
     batch_size_per_device: int = 32  # sets how many replayed rows join a batch
 
     def __post_init__(self):
-        super().__post_init__()
+        TransformerConfig.__post_init__(self)
+        ThinkingConfig.__post_init__(self)
         if self.ebt_type not in EBT_TYPES:
             raise ValueError(f"ebt_type {self.ebt_type!r} is not one of {EBT_TYPES}")
         if self.ebt_attention not in ("fast", "reference"):
@@ -107,12 +122,50 @@ class EBTConfig(TransformerConfig):
         if self.vocab_to_embed_uses_prob_dist and not self.normalize_initial_condition:
             raise ValueError("vocab_to_embed_uses_prob_dist needs normalize_initial_condition "
                              "(the predicted distribution must be probabilities)")
-        if self.mcmc_num_steps < 1:
-            raise ValueError("mcmc_num_steps must be at least 1")
-        if self.randomize_mcmc_step_size_scale < 1:
-            raise ValueError("randomize_mcmc_step_size_scale must be >= 1 (alpha is drawn from [alpha/s, alpha*s])")
-        if self.randomize_mcmc_num_steps_min > self.randomize_mcmc_num_steps + 1:
-            raise ValueError("randomize_mcmc_num_steps_min must be at most randomize_mcmc_num_steps + 1")
+
+
+@dataclass
+class ImageConfig(_FromHparams):
+    """Image denoising (spec 5.1-5.4): the DiT-style network, the noise level and the diffusion schedule."""
+    image_dims: int = 32  # square side in pixels
+    patch_size: int = 8
+    embedding_dim: int = 128
+    num_transformer_blocks: int = 2
+    multiheaded_attention_heads: int = 2
+    ffn_dim_multiplier: float | None = None  # MLP ratio; None means 1 (the published scripts pass 1)
+    denoise_images_noise_level: float = 0.1  # fraction of a standard 1000-step DDPM schedule
+    randomize_denoise_images_noise_level: bool = False
+    diffusion_steps: int = 100
+
+    def __post_init__(self):
+        if isinstance(self.image_dims, (list, tuple)):
+            if len(set(self.image_dims)) != 1:
+                raise ValueError(f"image_dims {list(self.image_dims)} must be square")
+            self.image_dims = self.image_dims[0]
+        if self.image_dims % self.patch_size:
+            raise ValueError(f"patch_size {self.patch_size} does not divide the image side {self.image_dims}")
+        if self.embedding_dim % self.multiheaded_attention_heads:
+            raise ValueError(f"embedding_dim {self.embedding_dim} is not divisible by "
+                             f"multiheaded_attention_heads {self.multiheaded_attention_heads}")
+        if not 0 < self.denoise_images_noise_level <= 1:
+            raise ValueError("denoise_images_noise_level must be in (0, 1]")
+        if int(self.diffusion_steps / self.denoise_images_noise_level) < 1:
+            raise ValueError("diffusion_steps / denoise_images_noise_level must give at least one step")
+
+    @property
+    def mlp_ratio(self):
+        return self.ffn_dim_multiplier or 1.0
+
+
+@dataclass
+class ImageEBTConfig(ImageConfig, ThinkingConfig):
+    """Bidirectional EBT denoiser: the image options plus the shared thinking options."""
+    mcmc_num_steps: int = 1
+    mcmc_step_size: float = 3000.0
+
+    def __post_init__(self):
+        ImageConfig.__post_init__(self)
+        ThinkingConfig.__post_init__(self)
 
 
 @dataclass

@@ -19,6 +19,7 @@ Evaluation passes create_graph=False so no such graph is built.
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn as nn
 
 
 @dataclass
@@ -123,3 +124,133 @@ def think(energy_fn, initial_state, step_size, landscapes, *, create_graph, norm
             final = result.states[-1].detach()
             result.final_energy = energy_fn(normalize(final) if normalize is not None else final, landscapes[-1])
     return result
+
+
+# ----------------------------------------------------------------------------- the parameters around the loop
+
+MIN_STEP_SIZE = 1e-4  # alpha is clamped here so a learnable step size cannot go negative
+MIN_LANGEVIN_STD = 1e-6
+
+
+class EnergyMinimizer(nn.Module):
+    """What every EBT (text, image, video) keeps around its energy network: the step size alpha, the
+    Langevin noise std, the System 2 switches of a ThinkingConfig, and the calls into `think`.
+
+    A subclass supplies the energy function and the initial guess; `landscape_conditioned` says whether
+    the network sees the landscape index (the text EBT's time_embed/adaln types), which decides what
+    --infer_ebt_num_steps repeats (spec 4.1).
+    """
+
+    landscape_conditioned = False
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.alpha = nn.Parameter(torch.tensor(float(cfg.mcmc_step_size)), requires_grad=cfg.mcmc_step_size_learnable)
+        # learnable only after warm-up, if asked (spec 2.10)
+        self.langevin_dynamics_noise_std = nn.Parameter(torch.tensor(float(cfg.langevin_dynamics_noise)),
+                                                        requires_grad=False)
+        self.grad_clamp_max_change = cfg.clamp_futures_grad_max_change
+
+    def num_evaluation_steps(self):
+        """Thinking steps outside training (the maximum of a randomised schedule)."""
+        c = self.cfg
+        return len(landscape_schedule(c.mcmc_num_steps, c.randomize_mcmc_num_steps, training=False))
+
+    def warm_up_finished(self):
+        """Called once when the LR warm-up ends (spec 2.10)."""
+        if self.cfg.clamp_max_after_warm_up:
+            self.grad_clamp_max_change = self.cfg.clamp_max_after_warm_up
+        if self.cfg.langevin_dynamics_noise_learnable:
+            self.langevin_dynamics_noise_std.requires_grad_(True)
+
+    def step_size(self, shape, randomize):
+        """alpha, or alpha ~ U[alpha/s, alpha*s] per entry of `shape` (broadcast over the state) when
+        training with randomize_mcmc_step_size_scale s != 1."""
+        alpha = self.alpha.clamp(min=MIN_STEP_SIZE)
+        s = self.cfg.randomize_mcmc_step_size_scale
+        if not randomize or s == 1:
+            return alpha
+        u = torch.rand(shape, device=alpha.device, dtype=alpha.dtype)
+        return alpha / s + u * (alpha * s - alpha / s)
+
+    def minimize(self, energy_fn, initial_state, step_size_shape, learning=False, final_energy=False, normalize=None):
+        """System 1 thinking (System 2 training options included) from `initial_state`."""
+        cfg = self.cfg
+        langevin = None
+        if cfg.langevin_dynamics_noise and (learning or not cfg.no_langevin_during_eval):
+            langevin = self.langevin_dynamics_noise_std.clamp(min=MIN_LANGEVIN_STD)
+        grad_clamp = None
+        if cfg.clamp_futures_grad:  # published: relative to the unrandomised alpha
+            grad_clamp = self.grad_clamp_max_change / self.alpha.clamp(min=MIN_STEP_SIZE)
+        return think(
+            energy_fn, initial_state,
+            step_size=self.step_size(step_size_shape, randomize=learning),
+            landscapes=landscape_schedule(cfg.mcmc_num_steps, cfg.randomize_mcmc_num_steps,
+                                          cfg.randomize_mcmc_num_steps_min,
+                                          cfg.randomize_mcmc_num_steps_final_landscape, training=learning),
+            create_graph=learning,
+            normalize=normalize,
+            detach_between_steps=not cfg.no_mcmc_detach,
+            truncate=cfg.truncate_mcmc,
+            langevin_std=langevin,
+            grad_clamp=grad_clamp,
+            state_clamp=cfg.absolute_clamp or None,
+            evaluate_final_energy=final_energy,
+        )
+
+    # -------------------------------------------------------------------------- System 2 at test time
+
+    def inference_plan(self, icfg):
+        """(landscapes, step sizes, noise stds) per step for --infer_ebt_advanced (spec 4.1, 4.2)."""
+        cfg, trained = self.cfg, self.alpha.detach()
+        a = icfg.infer_ebt_override_alpha
+        adjusted = trained * a if 0 < a < 1 else (torch.full_like(trained, a) if a >= 1 else trained)
+        if not self.landscape_conditioned:  # no landscape index: just more steps
+            steps = icfg.infer_ebt_num_steps if icfg.infer_ebt_num_steps > 1 else cfg.mcmc_num_steps
+            landscapes, alphas = [0] * steps, [adjusted] * steps
+        else:
+            landscapes, alphas = [], []
+            inner = icfg.infer_ebt_num_steps
+            if inner == 1:  # as trained: the smallest random step count of an S2 model, else one
+                inner = cfg.randomize_mcmc_num_steps_min or 1
+            for k in range(cfg.mcmc_num_steps):
+                final = k == cfg.mcmc_num_steps - 1
+                alpha = trained if icfg.infer_alpha_final_landscape and not final else adjusted
+                repeats = 1 if icfg.infer_steps_final_landscape and not final else inner
+                landscapes += [k] * repeats
+                alphas += [alpha] * repeats
+        std = icfg.infer_langevin_dynamics_noise or float(self.langevin_dynamics_noise_std)
+        noise = [torch.tensor(std) if std and (i == 0 or not icfg.infer_langevin_first_step) else None
+                 for i in range(len(landscapes))]
+        return landscapes, alphas, noise
+
+    def num_inference_steps(self, icfg):
+        return len(self.inference_plan(icfg)[0])
+
+    def minimize_best_of(self, energy_for, initial_state_for, B, icfg, normalize=None):
+        """Think longer, with noise, from G initial guesses per row; keep, per energy entry (a text
+        position, or a whole image), the sample chosen by its energy (`min` = self-verification).
+
+        energy_for(G) serves the B*G rows b0g0, b0g1, ...; initial_state_for(B*G) gives their guesses.
+        Returns the ThinkingResult of the chosen samples.
+        """
+        G = icfg.infer_generated_samples
+        landscapes, alphas, noise = self.inference_plan(icfg)
+        initial = initial_state_for(B * G)
+        result = think(energy_for(G), initial, alphas, landscapes, create_graph=False, normalize=normalize,
+                       langevin_std=[s.to(initial.device) if s is not None else None for s in noise],
+                       accept_lower_energies=icfg.infer_accept_lower_energies, evaluate_final_energy=True)
+        rest = result.final_energy.shape[1:]  # (n,) per text position, () per image
+        final, first = result.final_energy.view(B, G, *rest), result.energies[0].view(B, G, *rest)
+        technique = icfg.infer_energy_sampling_technique
+        choice = {"min": lambda: final.argmin(1), "max": lambda: final.argmax(1),
+                  "max_gap": lambda: (first - final).argmax(1)}[technique]()  # (B, *rest)
+
+        def chosen(t):  # (B*G, *rest, ...) -> (B, *rest, ...)
+            t = t.view(B, G, *t.shape[1:])
+            index = choice.view(B, 1, *rest, *[1] * (t.dim() - 2 - len(rest))).expand(B, 1, *t.shape[2:])
+            return t.gather(1, index).squeeze(1)
+
+        return type(result)(states=[chosen(s) for s in result.states], energies=[chosen(e) for e in result.energies],
+                            final_energy=chosen(result.final_energy))

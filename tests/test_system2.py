@@ -28,10 +28,10 @@ def test_step_schedules_of_spec_12_5():
 
 def test_random_step_size_is_per_row_and_position_in_range_only_in_training():
     model = EBT_NLP(dict(TINY, randomize_mcmc_step_size_scale=2.0))
-    alpha = model.step_size(4, 6, randomize=True)
+    alpha = model.step_size((4, 6, 1), randomize=True)
     assert alpha.shape == (4, 6, 1)
     assert alpha.min() >= 2.5 and alpha.max() <= 10.0 and alpha.std() > 0
-    assert model.step_size(4, 6, randomize=False).shape == ()
+    assert model.step_size((4, 6, 1), randomize=False).shape == ()
 
 
 def states_of(model, phase, seed=1):

@@ -1,5 +1,4 @@
 """Transformer++ language model: the baseline EBTs are compared against (spec 3)."""
-import torch
 import torch.nn as nn
 
 from model.blocks import init_linear

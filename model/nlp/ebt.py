@@ -16,47 +16,25 @@ from model.blocks import init_linear
 from model.config import EBTConfig
 from model.nlp.common import count_target_tokens, inputs_and_targets, next_token_loss
 from model.replay_buffer import CausalReplayBuffer
-from model.thinking import landscape_schedule, think
+from model.thinking import EnergyMinimizer
 
-MIN_STEP_SIZE = 1e-4  # alpha is clamped here so a learnable step size cannot go negative
-MIN_LANGEVIN_STD = 1e-6
-
-
-class EBT_NLP(nn.Module):
+class EBT_NLP(EnergyMinimizer):
     """Embeddings for observed tokens and predicted distributions + the AR EBT trunk + alpha."""
 
     def __init__(self, hparams):
-        super().__init__()
         cfg = hparams if isinstance(hparams, EBTConfig) else EBTConfig.from_hparams(hparams)
-        self.cfg = cfg
+        super().__init__(cfg)
+        self.landscape_conditioned = cfg.ebt_type != "default"
         V, D = cfg.vocab_size, cfg.embedding_dim
         self.embeddings = nn.Embedding(V, D)  # N(0, 1), as published
         if not cfg.vocab_to_embed_uses_prob_dist:  # else predictions are embedded as p @ embeddings
             self.vocab_to_embed = nn.Linear(V, D, bias=False)
             init_linear(self.vocab_to_embed, cfg.weight_initialization_method, cfg.weight_initialization_gain)
         self.transformer = AutoregressiveEBT(cfg)
-        self.alpha = nn.Parameter(torch.tensor(float(cfg.mcmc_step_size)),
-                                  requires_grad=cfg.mcmc_step_size_learnable)
-        # learnable only after warm-up, if asked (spec 2.10)
-        self.langevin_dynamics_noise_std = nn.Parameter(torch.tensor(float(cfg.langevin_dynamics_noise)),
-                                                        requires_grad=False)
-        self.grad_clamp_max_change = cfg.clamp_futures_grad_max_change
         if cfg.mcmc_replay_buffer:
             self.replay_buffer = CausalReplayBuffer(
                 cfg.mcmc_replay_buffer_size, cfg.context_length + 1, V,
                 int(cfg.batch_size_per_device * cfg.mcmc_replay_buffer_sample_bs_percent))
-
-    def num_evaluation_steps(self):
-        """Thinking steps outside training (the maximum of a randomised schedule)."""
-        c = self.cfg
-        return len(landscape_schedule(c.mcmc_num_steps, c.randomize_mcmc_num_steps, training=False))
-
-    def warm_up_finished(self):
-        """Called once when the LR warm-up ends (spec 2.10)."""
-        if self.cfg.clamp_max_after_warm_up:
-            self.grad_clamp_max_change = self.cfg.clamp_max_after_warm_up
-        if self.cfg.langevin_dynamics_noise_learnable:
-            self.langevin_dynamics_noise_std.requires_grad_(True)
 
     @staticmethod
     def normalize(logits):
@@ -94,15 +72,6 @@ class EBT_NLP(nn.Module):
 
         return energy
 
-    def step_size(self, batch_size, n, randomize):
-        """alpha, or per (row, position) alpha ~ U[alpha/s, alpha*s] when training with scale s != 1."""
-        alpha = self.alpha.clamp(min=MIN_STEP_SIZE)
-        s = self.cfg.randomize_mcmc_step_size_scale
-        if not randomize or s == 1:
-            return alpha
-        u = torch.rand(batch_size, n, 1, device=alpha.device, dtype=alpha.dtype)
-        return alpha / s + u * (alpha * s - alpha / s)
-
     def forward(self, input_ids, learning=False, final_energy=False, initial_logits=None):
         """Think about the next token at every position. input_ids (B, n) -> ThinkingResult.
 
@@ -117,58 +86,16 @@ class EBT_NLP(nn.Module):
 
     def think_about(self, energy_fn, B, n, device, learning=False, final_energy=False, initial_logits=None):
         """The thinking of `forward` for any energy function over (B, n) predictions (e.g. a KV cache's)."""
-        cfg = self.cfg
         z0 = self.initial_logits(B, n, device)
         if initial_logits is not None:
             z0 = torch.cat([z0[:B - initial_logits.shape[0]], initial_logits.to(z0.dtype)])
-        langevin = None
-        if cfg.langevin_dynamics_noise and (learning or not cfg.no_langevin_during_eval):
-            langevin = self.langevin_dynamics_noise_std.clamp(min=MIN_LANGEVIN_STD)
-        grad_clamp = None
-        if cfg.clamp_futures_grad:  # published: relative to the unrandomised alpha
-            grad_clamp = self.grad_clamp_max_change / self.alpha.clamp(min=MIN_STEP_SIZE)
-        return think(
-            energy_fn,
-            z0,
-            step_size=self.step_size(B, n, randomize=learning),
-            landscapes=landscape_schedule(cfg.mcmc_num_steps, cfg.randomize_mcmc_num_steps,
-                                          cfg.randomize_mcmc_num_steps_min,
-                                          cfg.randomize_mcmc_num_steps_final_landscape, training=learning),
-            create_graph=learning,
-            normalize=self.normalize if cfg.normalize_initial_condition else None,
-            detach_between_steps=not cfg.no_mcmc_detach,
-            truncate=cfg.truncate_mcmc,
-            langevin_std=langevin,
-            grad_clamp=grad_clamp,
-            state_clamp=cfg.absolute_clamp or None,
-            evaluate_final_energy=final_energy,
-        )
+        # alpha per (row, position) when randomised
+        return self.minimize(energy_fn, z0, (B, n, 1), learning, final_energy, self._normalizer())
+
+    def _normalizer(self):
+        return self.normalize if self.cfg.normalize_initial_condition else None
 
     # ------------------------------------------------------------------ System 2 thinking at test time
-
-    def inference_plan(self, icfg):
-        """(landscapes, step sizes, noise stds) per step for --infer_ebt_advanced (spec 4.1, 4.2)."""
-        cfg, trained = self.cfg, self.alpha.detach()
-        a = icfg.infer_ebt_override_alpha
-        adjusted = trained * a if 0 < a < 1 else (torch.full_like(trained, a) if a >= 1 else trained)
-        if cfg.ebt_type == "default":  # no landscape index: just more steps
-            steps = icfg.infer_ebt_num_steps if icfg.infer_ebt_num_steps > 1 else cfg.mcmc_num_steps
-            landscapes, alphas = [0] * steps, [adjusted] * steps
-        else:
-            landscapes, alphas = [], []
-            inner = icfg.infer_ebt_num_steps
-            if inner == 1:  # as trained: the smallest random step count of an S2 model, else one
-                inner = cfg.randomize_mcmc_num_steps_min or 1
-            for k in range(cfg.mcmc_num_steps):
-                final = k == cfg.mcmc_num_steps - 1
-                alpha = trained if icfg.infer_alpha_final_landscape and not final else adjusted
-                repeats = 1 if icfg.infer_steps_final_landscape and not final else inner
-                landscapes += [k] * repeats
-                alphas += [alpha] * repeats
-        std = icfg.infer_langevin_dynamics_noise or float(self.langevin_dynamics_noise_std)
-        noise = [torch.tensor(std) if std and (i == 0 or not icfg.infer_langevin_first_step) else None
-                 for i in range(len(landscapes))]
-        return landscapes, alphas, noise
 
     def advanced_inference(self, input_ids, icfg):
         """Think longer, with noise, over G samples per row; keep per position the sample chosen by its
@@ -180,29 +107,8 @@ class EBT_NLP(nn.Module):
 
     def advanced_think_about(self, energy_for, B, n, device, icfg):
         """advanced_inference for any energy function; energy_for(G) serves the B*G repeated rows."""
-        G = icfg.infer_generated_samples
-        landscapes, alphas, noise = self.inference_plan(icfg)
-        result = think(
-            energy_for(G), self.initial_logits(B * G, n, device), alphas,
-            landscapes, create_graph=False,
-            normalize=self.normalize if self.cfg.normalize_initial_condition else None,
-            langevin_std=[s.to(device) if s is not None else None for s in noise],
-            accept_lower_energies=icfg.infer_accept_lower_energies, evaluate_final_energy=True)
-        final, initial = result.final_energy.view(B, G, n), result.energies[0].view(B, G, n)
-        technique = icfg.infer_energy_sampling_technique
-        choice = {"min": lambda: final.argmin(1), "max": lambda: final.argmax(1),
-                  "max_gap": lambda: (initial - final).argmax(1)}[technique]()  # (B, n)
-
-        def chosen(t):  # (B*G, n, ...) -> (B, n, ...)
-            t = t.view(B, G, n, *t.shape[2:])
-            index = choice.view(B, 1, n, *[1] * (t.dim() - 3)).expand(B, 1, n, *t.shape[3:])
-            return t.gather(1, index).squeeze(1)
-
-        return type(result)(states=[chosen(s) for s in result.states], energies=[chosen(e) for e in result.energies],
-                            final_energy=chosen(result.final_energy))
-
-    def num_inference_steps(self, icfg):
-        return len(self.inference_plan(icfg)[0])
+        return self.minimize_best_of(energy_for, lambda rows: self.initial_logits(rows, n, device), B, icfg,
+                                     self._normalizer())
 
     # ------------------------------------------------------------------ losses
 
