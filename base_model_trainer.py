@@ -2,6 +2,7 @@
 import contextlib
 import gc
 import json
+import os
 from argparse import Namespace
 
 import lightning as L
@@ -9,16 +10,21 @@ import torch
 import torchmetrics
 from torch.utils.data import DataLoader
 
+from data.img.splits import build_image_splits, image_collate
 from data.nlp import build_collator, build_splits, load_tokenizer, reference_answer
 from data.samplers import ResumableBatchSampler
-from model.config import InferenceConfig
-from model.nlp.baseline_transformer import Baseline_Transformer_NLP
+from inference.img.generate_image import denoise_batch, psnr, save_image_grid
 from inference.nlp.generate_text import SamplingConfig, generate
+from model.config import InferenceConfig
+from model.img.dit_denoise import DiT_IMG_Denoise
+from model.img.ebt_denoise import EBT_IMG_Denoise
+from model.nlp.baseline_transformer import Baseline_Transformer_NLP
 from model.nlp.ebt import EBT_NLP
 from utils.metrics import exact_match, token_f1
 from utils.optimization import build_lr_scheduler, build_param_groups
 
-MODELS = {("NLP", "ebt"): EBT_NLP, ("NLP", "baseline_transformer"): Baseline_Transformer_NLP}
+MODELS = {("NLP", "ebt"): EBT_NLP, ("NLP", "baseline_transformer"): Baseline_Transformer_NLP,
+          ("IMG", "ebt"): EBT_IMG_Denoise, ("IMG", "dit"): DiT_IMG_Denoise}
 
 
 def build_model(hp):
@@ -54,7 +60,7 @@ class TokenWeightedLoss(torchmetrics.Metric):
         self.add_state("tokens", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, out):
-        tokens = out["num_tokens"]
+        tokens = out["count"]
         self.loss_sum += out["step_losses"].double() * tokens
         if "step_energies" in out:
             self.energy_sum += torch.cat([out["step_energies"], out["final_energy"].reshape(1)]).double() * tokens
@@ -65,21 +71,49 @@ class TokenWeightedLoss(torchmetrics.Metric):
         return self.loss_sum / tokens, self.energy_sum / tokens
 
 
+class ImageQuality(torchmetrics.Metric):
+    """Pixel MSE on [0, 255] over all images of an epoch: PSNR of the mean MSE (as published, spec 5.6) and
+    the mean of per-image PSNRs."""
+
+    def __init__(self):
+        super().__init__()
+        self.add_state("mse_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("psnr_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("images", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, pixel_mse):
+        mse = pixel_mse.double()
+        self.mse_sum += mse.sum()
+        self.psnr_sum += (10 * torch.log10(255.0 ** 2 / mse.clamp(min=1e-10))).sum()
+        self.images += mse.numel()
+
+    def compute(self):
+        images = self.images.clamp(min=1)
+        return self.mse_sum / images, self.psnr_sum / images
+
+
 class ModelTrainer(L.LightningModule):
     """Owns the datasets and splits, dataloaders, the model, the optimizer and the LR schedule."""
 
     def __init__(self, hparams):
         super().__init__()
         hp = vars(hparams) if isinstance(hparams, Namespace) else dict(hparams)
+        if hp.get("modality") == "IMG" and hp.get("trained_noise_level") is None:
+            # the schedule is built for the training level; a test may then ask for another level
+            hp["trained_noise_level"] = hp["denoise_images_noise_level"]
         self.save_hyperparameters(hp)
         self.model = build_model(self.hparams)
         is_ebt = hp["model_name"] == "ebt"
+        self.is_image = hp.get("modality") == "IMG"
         self.inference = InferenceConfig.from_hparams(hp) if is_ebt and hp.get("infer_ebt_advanced") else None
         num_steps = self.model.num_evaluation_steps() if is_ebt else 1
         self.valid_metric = TokenWeightedLoss(num_steps)
         self.test_metric = TokenWeightedLoss(self.model.num_inference_steps(self.inference) if self.inference
                                              else num_steps)
+        self.valid_images, self.test_images = ImageQuality(), ImageQuality()
+        self.image_dir = None  # set by train_model.py: where denoising grids are saved
         self.tokenizer = self.train_dataset = self.valid_dataset = self.test_dataset = None
+        self._data_ready = False
         # inference mode: mean exact match and token F1 over all answers (all-reduced across ranks)
         self.exact_match, self.token_f1 = torchmetrics.MeanMetric(), torchmetrics.MeanMetric()
         self.results_file = None  # opened by train_model.py for --execution_mode inference
@@ -87,15 +121,23 @@ class ModelTrainer(L.LightningModule):
     # ------------------------------------------------------------------------------ data
 
     def setup(self, stage):
-        if self.tokenizer is not None:  # built once, also when train_model.py builds it before Lightning
+        if self._data_ready:  # built once, also when train_model.py builds it before Lightning
             return
         hp = Namespace(**self.hparams)
-        self.tokenizer = load_tokenizer(hp.tokenizer)
-        self.train_dataset, self.valid_dataset, self.test_dataset = build_splits(hp, self.tokenizer, stage)
+        if self.is_image:
+            self.train_dataset, self.valid_dataset, self.test_dataset = build_image_splits(
+                hp.dataset_name, hp.image_dims, hp.seed, hp.dataset_dir or None,
+                stage="test" if stage == "test" else None,  # training runs end with a denoising test
+                validation_fraction=hp.validation_split_pct, test_fraction=hp.validation_split_pct)
+        else:
+            self.tokenizer = load_tokenizer(hp.tokenizer)
+            self.train_dataset, self.valid_dataset, self.test_dataset = build_splits(hp, self.tokenizer, stage)
+        self._data_ready = True
 
     def _loader_kwargs(self):
         workers = self.hparams.num_workers
-        return dict(collate_fn=build_collator(self.hparams, self.tokenizer), num_workers=workers,
+        collate = image_collate if self.is_image else build_collator(self.hparams, self.tokenizer)
+        return dict(collate_fn=collate, num_workers=workers,
                     persistent_workers=workers > 0,
                     pin_memory=torch.cuda.is_available(),
                     prefetch_factor=self.hparams.prefetch_factor if workers > 0 else None)
@@ -167,7 +209,8 @@ class ModelTrainer(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         out = self._forward(batch, "train", self.global_step * self.trainer.accumulate_grad_batches + batch_idx)
-        logs = {k: v for k, v in out.items() if k not in ("loss", "step_losses", "step_energies", "num_tokens")}
+        logs = {k: v for k, v in out.items()
+                if k not in ("loss", "step_losses", "step_energies", "count", "pixel_mse")}
         for i, loss in enumerate(out["step_losses"]):
             logs[f"loss_step_{i + 1}"] = loss
         for i, energy in enumerate(out.get("step_energies", [])):
@@ -183,17 +226,63 @@ class ModelTrainer(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         out = self._forward(batch, "valid", batch_idx)
         self.valid_metric.update(out)
+        if "pixel_mse" in out:
+            self.valid_images.update(out["pixel_mse"])
 
     def on_validation_epoch_end(self):
         report = self.loss_report(self.valid_metric, "valid")
+        if self.valid_images.images > 0:
+            report.update(self.image_report(self.valid_images, "valid"))
         self.log("valid_loss", report.pop("valid_loss"), prog_bar=True)
         self.log_dict(report)
         self.valid_metric.reset()
+        self.valid_images.reset()
 
     def test_step(self, batch, batch_idx):
+        if self.is_image:
+            return self.denoising_step(batch, batch_idx)
         if self.hparams.execution_mode == "inference":
             return self.generation_step(batch, batch_idx)
         self.test_metric.update(self._forward(batch, "test", batch_idx))
+
+    def denoising_step(self, batch, batch_idx):
+        """Denoise the test images at --denoise_images_noise_level (spec 5.6); save the first batch's grid."""
+        with self.seeded("test", batch_idx):
+            out = denoise_batch(self.model, batch["image"], self.hparams.denoise_images_noise_level, self.inference)
+        self.test_metric.update(out)
+        self.test_images.update(out["pixel_mse"])
+        self.forward_passes = out["forward_passes"]
+        if batch_idx == 0 and self.image_dir and self.global_rank == 0:
+            save_image_grid(os.path.join(self.image_dir, f"test_noise_{self.hparams.denoise_images_noise_level}.png"),
+                            [out["noised"], out["denoised"], batch["image"]])
+
+    def image_report(self, metric, prefix):
+        mean_mse, mean_psnr = metric.compute()
+        return {f"{prefix}_pixel_mse": mean_mse.float(), f"{prefix}_psnr": torch.tensor(psnr(mean_mse)),
+                f"{prefix}_psnr_per_image": mean_psnr.float()}
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        every = self.hparams.get("manual_gc_collect_every_n_steps", -1)
+        if every > 0 and self.global_step % every == 0:
+            gc.collect()
+        every = self.hparams.get("log_image_every_n_steps", 0)
+        if (self.is_image and every > 0 and self.global_step % every == 0 and self.image_dir
+                and self.global_rank == 0):
+            self.save_denoised_images(batch["image"][:8], f"step_{self.global_step}.png")
+
+    def save_denoised_images(self, clean, name):
+        """Noise a few training images to the trained level and denoise them without randomness."""
+        was_training = self.model.training
+        self.model.eval()
+        with self.seeded("valid", self.global_step):
+            t = self.model.noising.timestep_for(self.hparams.denoise_images_noise_level)
+            noised = self.model.noising.noise(clean, t)
+            if hasattr(self.model, "sample"):
+                denoised = self.model.sample(noised, t)
+            else:
+                denoised = self.model.denoise(noised, t)[0].states[-1]
+        save_image_grid(os.path.join(self.image_dir, name), [noised, denoised, clean])
+        self.model.train(was_training)
 
     def on_test_epoch_end(self):
         if self.hparams.execution_mode == "inference":
@@ -201,7 +290,12 @@ class ModelTrainer(L.LightningModule):
             self.exact_match.reset()
             self.token_f1.reset()
             return
-        self.log_dict(self.loss_report(self.test_metric, "test"))
+        report = self.loss_report(self.test_metric, "test")
+        if self.is_image:
+            report.update(self.image_report(self.test_images, "test"))
+            report["test_forward_passes"] = torch.tensor(float(self.forward_passes))
+            self.test_images.reset()
+        self.log_dict(report)
         self.test_metric.reset()
 
     def generation_step(self, batch, batch_idx):
@@ -237,11 +331,13 @@ class ModelTrainer(L.LightningModule):
         """<prefix>_loss (the training objective: mean over steps), per-step token-weighted losses,
         perplexities and energies (energy_step_i: before step i; energy_final: after thinking)."""
         step_losses, step_energies = map(torch.atleast_1d, metric.compute())  # 1 step comes back 0-d
-        report = {f"{prefix}_loss": step_losses.mean().float(), f"{prefix}_final_step_loss": step_losses[-1].float(),
-                  f"{prefix}_perplexity": step_losses[-1].exp().float()}
+        report = {f"{prefix}_loss": step_losses.mean().float(), f"{prefix}_final_step_loss": step_losses[-1].float()}
+        if not self.is_image:
+            report[f"{prefix}_perplexity"] = step_losses[-1].exp().float()
         for i, loss in enumerate(step_losses):
             report[f"{prefix}_loss_step_{i + 1}"] = loss.float()
-            report[f"{prefix}_perplexity_step_{i + 1}"] = loss.exp().float()
+            if not self.is_image:
+                report[f"{prefix}_perplexity_step_{i + 1}"] = loss.exp().float()
         if self.hparams.model_name == "ebt":
             for i, energy in enumerate(step_energies[:-1]):
                 report[f"{prefix}_energy_step_{i + 1}"] = energy.float()
@@ -257,11 +353,6 @@ class ModelTrainer(L.LightningModule):
         optimizer = torch.optim.AdamW(groups, betas=(hp.beta1, hp.beta2), eps=1e-8)
         scheduler = build_lr_scheduler(optimizer, hp.warm_up_steps, hp.max_scheduling_steps, hp.min_lr_scale)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def on_train_batch_end(self, outputs, batch, batch_idx):
-        every = self.hparams.get("manual_gc_collect_every_n_steps", -1)
-        if every > 0 and self.global_step % every == 0:
-            gc.collect()
 
     def on_after_backward(self):
         if self.hparams.get("debug_unused_parameters"):

@@ -57,18 +57,30 @@ def wandb_configured(args):
 
 
 def print_loss_table(report, prefix, what):
-    """Loss, perplexity and (EBT) mean energy after each thinking step, token-weighted."""
+    """Loss, perplexity (text) and (EBT) mean energy after each thinking step; PSNR for images."""
     steps = sum(1 for k in report if k.startswith(f"{prefix}_loss_step_"))
     has_energy = f"{prefix}_energy_step_1" in report
-    print(f"\n{what} (token-weighted):")
-    print(f"  {'after step':>10}  {'loss':>8}  {'perplexity':>10}" + (f"  {'energy':>9}" if has_energy else ""))
+    is_text = f"{prefix}_perplexity_step_1" in report
+    kind = ("token-weighted" if is_text else "SmoothL1 to the clean images" if f"{prefix}_psnr" in report
+            else "diffusion training loss")
+    print(f"\n{what} ({kind}):")
+    print(f"  {'after step':>10}  {'loss':>8}" + (f"  {'perplexity':>10}" if is_text else "")
+          + (f"  {'energy':>9}" if has_energy else ""))
     if has_energy:
-        print(f"  {'(guess)':>10}  {'':>8}  {'':>10}  {report[f'{prefix}_energy_step_1']:>9.4f}")
+        print(f"  {'(guess)':>10}  {'':>8}" + (f"  {'':>10}" if is_text else "")
+              + f"  {report[f'{prefix}_energy_step_1']:>9.4f}")
     for i in range(1, steps + 1):
-        line = f"  {i:>10}  {report[f'{prefix}_loss_step_{i}']:>8.4f}  {report[f'{prefix}_perplexity_step_{i}']:>10.3f}"
+        line = f"  {i:>10}  {report[f'{prefix}_loss_step_{i}']:>8.4f}"
+        if is_text:
+            line += f"  {report[f'{prefix}_perplexity_step_{i}']:>10.3f}"
         if has_energy:  # the energy after step i is the one step i+1 starts from, or the final one
             line += f"  {report.get(f'{prefix}_energy_step_{i + 1}', report[f'{prefix}_energy_final']):>9.4f}"
         print(line)
+    if f"{prefix}_psnr" in report:
+        passes = report.get(f"{prefix}_forward_passes")
+        print(f"  PSNR {report[f'{prefix}_psnr']:.2f} dB (of the mean pixel MSE {report[f'{prefix}_pixel_mse']:.1f}; "
+              f"mean of per-image PSNRs {report[f'{prefix}_psnr_per_image']:.2f} dB)"
+              + (f", {passes:.0f} forward passes" if passes else ""))
 
 
 def load_checkpoint_hparams(args, argv, path, flag, finetune=False):
@@ -119,12 +131,13 @@ def main(argv=None):
         args.seed = int(os.environ.setdefault("EBT_RANDOM_SEED", str(random.randint(0, 10**6))))
     L.seed_everything(args.seed, workers=True, verbose=False)
 
-    try:
-        tokenizer = load_tokenizer(args.tokenizer)
-    except ValueError as error:
-        print(f"train_model.py: error: {error}", file=sys.stderr)
-        return 2
-    args.vocab_size, args.pad_token_id = len(tokenizer), tokenizer.pad_token_id
+    if args.modality == "NLP":
+        try:
+            tokenizer = load_tokenizer(args.tokenizer)
+        except ValueError as error:
+            print(f"train_model.py: error: {error}", file=sys.stderr)
+            return 2
+        args.vocab_size, args.pad_token_id = len(tokenizer), tokenizer.pad_token_id
     if args.debug_dataloader:
         from utils.dataloader_debugger import debug_dataloader
 
@@ -171,10 +184,14 @@ def main(argv=None):
     if args.compile_model:
         module.model = torch.compile(module.model)
     n_params = sum(p.numel() for p in module.model.parameters())
+    inputs = (f"vocabulary {args.vocab_size}, context {args.context_length}" if args.modality == "NLP" else
+              f"{args.image_dims[0]}x{args.image_dims[1]} images, patch {args.patch_size}, noise level "
+              f"{args.denoise_images_noise_level}")
     print(f"model: {args.model_name}-{args.model_size} ({args.num_transformer_blocks} layers, "
           f"{args.multiheaded_attention_heads} heads, width {args.embedding_dim}), {n_params / 1e6:.2f}M parameters, "
-          f"vocabulary {args.vocab_size}, context {args.context_length}, {accelerator} x {num_devices}, "
-          f"effective batch {args.effective_batch_size}")
+          f"{inputs}, {accelerator} x {num_devices}, effective batch {args.effective_batch_size}")
+    if args.modality == "IMG":
+        module.image_dir = os.path.join(run_dir, "images")
     if args.log_model_archi:
         print(module.model)
 
@@ -235,7 +252,7 @@ def main(argv=None):
         use_distributed_sampler=False,  # our samplers shard by rank themselves
         inference_mode=False)  # the EBT takes input gradients while validating
 
-    if args.only_test and args.execution_mode == "inference":
+    if args.only_test and args.execution_mode == "inference" and args.modality == "NLP":
         results_dir = args.infer_output_dir or run_dir
         os.makedirs(results_dir, exist_ok=True)
         suffix = f"_rank{trainer.global_rank}" if trainer.world_size > 1 else ""
@@ -254,6 +271,8 @@ def main(argv=None):
         with open(os.path.join(run_dir, "test_report.json"), "w") as f:
             json.dump(report, f, indent=1)
         print(f"report: {os.path.join(run_dir, 'test_report.json')}")
+        if args.modality == "IMG":
+            print(f"pictures: {module.image_dir}")
         return 0
 
     start = time.time()
@@ -268,11 +287,18 @@ def main(argv=None):
         return 0
     report = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("valid_")}
     print_loss_table(report, "valid", "validation")
+    if args.modality == "IMG":  # what the paper compares: PSNR of denoised test images (spec 5.6)
+        trainer.test(module, verbose=False)
+        test = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")}
+        print_loss_table(test, "test", f"test images denoised at noise level {args.denoise_images_noise_level}")
+        print(f"pictures:    {module.image_dir}")
     print(f"trained {trainer.global_step} steps in {train_seconds:.0f} s")
 
     metrics_csv = os.path.join(run_dir, "metrics.csv")
     plot = plot_training_curves(metrics_csv, os.path.join(run_dir, "training_curves.png"),
-                                title=f"{args.model_name}-{args.model_size} on {args.dataset_name}")
+                                title=f"{args.model_name}-{args.model_size} on {args.dataset_name}",
+                                ylabel="cross-entropy (nats / token)" if args.modality == "NLP" else
+                                "loss (SmoothL1 for the EBT, diffusion loss for the DiT)")
     print(f"checkpoints: {ckpt_dir} (best: {checkpoint.best_model_path or last_ckpt})")
     print(f"metrics:     {metrics_csv}")
     print(f"plot:        {plot}")

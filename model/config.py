@@ -24,6 +24,21 @@ MODEL_SIZES = {
 SUGGESTED_PEAK_LR = {"4xs": 0.0024, "3xs": 0.0018, "xxs": 0.0012, "2xs": 0.0012, "xs": 0.0009,
                      "small": 0.0006, "medium": 0.0003, "large": 0.00025, "xl": 0.0002}
 
+# DiT paper table: size -> (layers, heads, dim); every size comes with patch 2, 4, 8 and 16.
+_DIT_SIZES = {"S": (12, 6, 384), "B": (12, 12, 768), "L": (24, 16, 1024), "XL": (28, 16, 1152)}
+IMAGE_MODEL_SIZES = {f"{family}-{size}/{patch}": (depth, heads, dim, patch)
+                     for family in ("DiT", "EBT")
+                     for size, (depth, heads, dim) in _DIT_SIZES.items()
+                     for patch in (2, 4, 8, 16)}
+
+
+def image_model_size(name):
+    """'DiT-L/16' or 'EBT-L/16' -> (depth, heads, dim, patch)."""
+    if name not in IMAGE_MODEL_SIZES:
+        raise ValueError(f"unknown image model size {name!r}; valid: {', '.join(IMAGE_MODEL_SIZES)}")
+    return IMAGE_MODEL_SIZES[name]
+
+
 EBT_TYPES = ("default", "time_embed", "adaln", "adaln_zero")
 
 
@@ -133,9 +148,15 @@ class ImageConfig(_FromHparams):
     num_transformer_blocks: int = 2
     multiheaded_attention_heads: int = 2
     ffn_dim_multiplier: float | None = None  # MLP ratio; None means 1 (the published scripts pass 1)
+    image_channels: int = 3  # 3 for pixels, 4 for VAE latents
     denoise_images_noise_level: float = 0.1  # fraction of a standard 1000-step DDPM schedule
+    trained_noise_level: float | None = None  # the level the schedule was built for (set when training)
     randomize_denoise_images_noise_level: bool = False
     diffusion_steps: int = 100
+    # DiT denoising at test time (spec 5.6) and the sampler of its logged images
+    infer_increase_steps: int = 0  # start DDIM at this timestep instead of the noise level's
+    infer_recurse_diffusion_n_times: int = 0
+    use_deterministic_reverse: bool = False
 
     def __post_init__(self):
         if isinstance(self.image_dims, (list, tuple)):
@@ -149,8 +170,10 @@ class ImageConfig(_FromHparams):
                              f"multiheaded_attention_heads {self.multiheaded_attention_heads}")
         if not 0 < self.denoise_images_noise_level <= 1:
             raise ValueError("denoise_images_noise_level must be in (0, 1]")
-        if int(self.diffusion_steps / self.denoise_images_noise_level) < 1:
-            raise ValueError("diffusion_steps / denoise_images_noise_level must give at least one step")
+        if self.trained_noise_level is None:
+            self.trained_noise_level = self.denoise_images_noise_level
+        if int(self.diffusion_steps / self.trained_noise_level) < self.diffusion_steps:
+            raise ValueError("the noise level must be at most 1 (diffusion_steps / level steps in all)")
 
     @property
     def mlp_ratio(self):

@@ -149,7 +149,7 @@ def test_finetuning_masks_the_loss_to_answer_tokens():
     mask = torch.zeros(2, 13, dtype=torch.bool)
     mask[:, 9:] = True  # the answer: last 4 tokens
     out = model.forward_loss_wrapper({"input_ids": ids, "loss_mask": mask}, "valid")
-    assert out["num_tokens"] == 2 * 4  # targets = ids[:, 1:], counted where mask[:, 1:]
+    assert out["count"] == 2 * 4  # targets = ids[:, 1:], counted where mask[:, 1:]
 
 
 def test_finetune_then_evaluate_on_a_question_answer_set(tmp_path, checkpoints, gsm8k_dir):

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from model.img import diffusion as gd
-from model.img.backbone import (PatchEmbed, TimestepEmbedder, image_model_size, patchify, sincos_2d_table,
-                                unpatchify)
+from model.config import image_model_size
+from model.img.backbone import PatchEmbed, TimestepEmbedder, patchify, sincos_2d_table, unpatchify
 from model.img.bidirectional_ebt import BidirectionalEBT
 from model.img.dit import DiT
 from model.thinking import think

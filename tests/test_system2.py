@@ -155,9 +155,9 @@ def test_replayed_rows_continue_from_their_stored_logits():
     model = EBT_NLP(dict(TINY, mcmc_replay_buffer=True, batch_size_per_device=4,
                          mcmc_replay_buffer_sample_bs_percent=0.5))
     first = model.forward_loss_wrapper(batch(4, seed=0), "train")
-    assert len(model.replay_buffer) == 4 and first["num_tokens"] == 4 * 12
+    assert len(model.replay_buffer) == 4 and first["count"] == 4 * 12
     second = model.forward_loss_wrapper(batch(4, seed=1), "train")
-    assert second["num_tokens"] == 6 * 12  # 4 fresh + 2 replayed rows
+    assert second["count"] == 6 * 12  # 4 fresh + 2 replayed rows
     assert len(model.replay_buffer) == 8 and int(model.replay_buffer.count) == 8
     seen = {}
     original = model.forward

@@ -11,21 +11,18 @@ import sys
 
 from data.nlp.datasets import NLP_DATASETS
 from data.nlp.downstream import is_downstream
-from model.config import EBT_TYPES, MODEL_SIZES, SUGGESTED_PEAK_LR
+from data.img.splits import DATASET_ALIASES, IMAGE_DATASETS
+from model.config import EBT_TYPES, IMAGE_MODEL_SIZES, MODEL_SIZES, SUGGESTED_PEAK_LR
 
 # Published flags whose features are not implemented yet, and where they will come from.
 PLANNED_FLAGS = {
-    **dict.fromkeys([
-        "image_task", "denoise_images_noise_level", "randomize_denoise_images_noise_level", "patch_size",
-        "image_dims", "diffusion_steps", "use_deterministic_reverse", "infer_increase_steps",
-        "infer_recurse_diffusion_n_times", "log_image_every_n_steps"], "image denoising (issue 4)"),
+    **dict.fromkeys(["clip_text_encoder_size", "use_rand_caption"], "text-to-image (issue 4)"),
     **dict.fromkeys([
         "backbone_type", "vit_backbone_size", "time_between_frames", "sampling_rate", "use_raw_framerate",
         "vae_normalization", "sdxl_vae_standardization", "weight_tie_vae_proj", "custom_image_normalization",
         "infer_video_condition_frames", "infer_generate_video"], "video (issue 5)"),
 }
-PLANNED_VALUES = {("modality", "IMG"): "image denoising (issue 4)", ("modality", "VID"): "video (issue 5)",
-                  ("model_name", "dit"): "image denoising (issue 4)"}
+PLANNED_VALUES = {("modality", "VID"): "video (issue 5)", ("image_task", "t2i"): "text-to-image (issue 4)"}
 
 
 class UsageError(SystemExit):
@@ -45,9 +42,11 @@ def build_parser():
     g.add_argument("--modality", default="NLP", choices=["NLP", "IMG", "VID"], help="data modality")
     g.add_argument("--model_name", default="ebt", choices=["ebt", "baseline_transformer", "dit"],
                    help="ebt = Energy-Based Transformer; baseline_transformer = Transformer++ (Llama-style)")
-    g.add_argument("--model_size", default="4xs", choices=list(MODEL_SIZES),
-                   help="preset (layers, heads, width) of spec 1.3; --override_* flags win over it. Published peak "
-                        "lr per size: " + ", ".join(f"{k} {v}" for k, v in SUGGESTED_PEAK_LR.items()))
+    g.add_argument("--model_size", default="4xs", choices=list(MODEL_SIZES) + list(IMAGE_MODEL_SIZES),
+                   metavar="{" + ",".join(MODEL_SIZES) + ",EBT-S/2,...,DiT-XL/16}",
+                   help="preset (layers, heads, width) of spec 1.3, or an image preset in DiT's naming "
+                        "(EBT|DiT)-(S|B|L|XL)/(2|4|8|16) that also sets --patch_size; --override_* flags win over it. "
+                        "Published peak lr per size: " + ", ".join(f"{k} {v}" for k, v in SUGGESTED_PEAK_LR.items()))
     g.add_argument("--seed", type=int, default=33, help="seed of initialisation, data split/order and thinking noise")
     g.add_argument("--is_random_seed", action="store_true", help="draw a random seed instead of --seed")
 
@@ -61,6 +60,28 @@ def build_parser():
                    help="softmax the predicted logits before the energy (the paper's setting)")
     g.add_argument("--vocab_to_embed_uses_prob_dist", action="store_true",
                    help="embed predictions as probs @ token embeddings (tied) instead of a V x D matrix")
+
+    g = p.add_argument_group("images (--modality IMG)")
+    g.add_argument("--image_task", default="denoising", choices=["denoising", "t2i"],
+                   help="denoising: clean images from noisy ones (the paper's image experiments)")
+    g.add_argument("--image_dims", type=int, nargs=2, default=[32, 32], metavar=("H", "W"),
+                   help="image size (square); images are centre-cropped and resized to it")
+    g.add_argument("--patch_size", type=int, default=8, choices=[2, 4, 8, 16], help="side of a patch token")
+    g.add_argument("--denoise_images_noise_level", type=float, default=0.1,
+                   help="noise level L: noise to the point a fraction L of the way through a 1000-step linear DDPM "
+                        "schedule (0.1: std ~0.32). At test time, a different L tests unseen noise")
+    g.add_argument("--randomize_denoise_images_noise_level", action="store_true",
+                   help="train on t ~ U{0..diffusion_steps-1} instead of the noise level's t")
+    g.add_argument("--diffusion_steps", type=int, default=100,
+                   help="steps up to the noise level; the schedule has diffusion_steps / L steps in all")
+    g.add_argument("--use_deterministic_reverse", action="store_true",
+                   help="DiT: DDIM (eta 0) instead of ancestral sampling for the images logged while training")
+    g.add_argument("--infer_increase_steps", type=int, default=0,
+                   help="DiT at test time: start DDIM from this timestep instead of the noise level's")
+    g.add_argument("--infer_recurse_diffusion_n_times", type=int, default=0,
+                   help="DiT at test time: rerun DDIM from t on its own output this many more times")
+    g.add_argument("--log_image_every_n_steps", type=int, default=500,
+                   help="save a noisy / denoised / clean grid to <run>/images every N steps (0: never)")
 
     g = p.add_argument_group("EBT thinking (System 1)")
     g.add_argument("--ebt_type", default="time_embed", choices=EBT_TYPES,
@@ -195,7 +216,9 @@ def build_parser():
 
     g = p.add_argument_group("data")
     g.add_argument("--dataset_name", default="shakespeare",
-                   help="shakespeare | bbc_news (bundled) | text (--dataset_dir) | pajama | fineweb | nlp_synthetic")
+                   help="text: shakespeare | bbc_news (bundled) | text (--dataset_dir) | pajama | fineweb | "
+                        "nlp_synthetic, or a question/answer set; images: natural_images | mnist (bundled) | "
+                        "image_folder (--dataset_dir) | coco_tiny | coco_medium | imagenet")
     g.add_argument("--dataset_dir", default="", help="local data folder (text files, or a saved/HF cache copy)")
     g.add_argument("--validation_split_pct", type=float, default=0.01, help="fraction of rows held out for validation")
     g.add_argument("--num_workers", type=int, default=0, help="data-loader workers per device")
@@ -272,7 +295,10 @@ def _planned_flag_error(argv):
 
 
 def resolve_model_size(args):
-    layers, heads, dim = MODEL_SIZES[args.model_size]
+    if args.model_size in IMAGE_MODEL_SIZES:
+        layers, heads, dim, args.patch_size = IMAGE_MODEL_SIZES[args.model_size]
+    else:
+        layers, heads, dim = MODEL_SIZES[args.model_size]
     args.num_transformer_blocks = args.override_transformer_blocks or layers
     args.embedding_dim = args.override_embedding_dim or dim
     args.multiheaded_attention_heads = args.multiheaded_attention_heads or heads
@@ -285,10 +311,14 @@ def validate(args):
             return f"--{flag} {value} belongs to {where}, which is not implemented yet"
     if args.modality == "NLP" and args.model_name == "dit":
         return "--model_name dit is an image model; use ebt or baseline_transformer for NLP"
+    if args.modality == "IMG":
+        message = validate_image_args(args)
+        if message:
+            return message
     if args.embedding_dim % args.multiheaded_attention_heads:
         return (f"--multiheaded_attention_heads {args.multiheaded_attention_heads} does not divide the width "
                 f"{args.embedding_dim}; pick a divisor or change --override_embedding_dim")
-    if (args.embedding_dim // args.multiheaded_attention_heads) % 2:
+    if args.modality == "NLP" and (args.embedding_dim // args.multiheaded_attention_heads) % 2:
         return "the head width (embedding dim / heads) must be even for rotary embeddings; change the head count"
     if args.context_length < 2:
         return f"--context_length {args.context_length} is too short; use at least 2"
@@ -336,7 +366,8 @@ def validate(args):
         return "--infer_ebt_num_steps and --infer_generated_samples must be at least 1"
     if args.infer_ebt_override_alpha < 0:
         return "--infer_ebt_override_alpha must be >= 0"
-    if args.execution_mode == "inference" and not (args.only_test and is_downstream(args.dataset_name)):
+    if args.modality == "NLP" and args.execution_mode == "inference" and not (
+            args.only_test and is_downstream(args.dataset_name)):
         return ("--execution_mode inference generates answers: use it with --only_test --only_test_model_ckpt CKPT "
                 "and a question/answer set (gsm8k, squad, ai2arc, bigbench_<task>, lambada, planbench)")
     if args.infer_max_gen_len < 1 or args.infer_temp < 0 or not 0 < args.infer_topp <= 1 or args.infer_topk < 0:
@@ -360,6 +391,29 @@ def validate(args):
     return None
 
 
+def validate_image_args(args):
+    """Image-specific impossible combinations, or None."""
+    if args.model_name == "baseline_transformer":
+        return "--modality IMG compares the EBT with a DiT: use --model_name ebt or dit"
+    if DATASET_ALIASES.get(args.dataset_name, args.dataset_name) not in IMAGE_DATASETS:
+        return (f"--dataset_name {args.dataset_name} is not an image dataset; use one of {', '.join(IMAGE_DATASETS)}")
+    if args.dataset_name == "image_folder" and not args.dataset_dir:
+        return "--dataset_name image_folder needs --dataset_dir pointing at a folder of images"
+    if args.image_dims[0] != args.image_dims[1]:
+        return f"--image_dims {args.image_dims[0]} {args.image_dims[1]}: images are square; give one size twice"
+    if args.image_dims[0] % args.patch_size:
+        return f"--patch_size {args.patch_size} does not divide the image side {args.image_dims[0]}"
+    if not 0 < args.denoise_images_noise_level <= 1:
+        return "--denoise_images_noise_level must be in (0, 1] (a fraction of the 1000-step schedule)"
+    if args.diffusion_steps < 1 or args.infer_increase_steps < 0 or args.infer_recurse_diffusion_n_times < 0:
+        return "--diffusion_steps >= 1, --infer_increase_steps >= 0 and --infer_recurse_diffusion_n_times >= 0, please"
+    if args.execution_mode == "finetune":
+        return "--execution_mode finetune is for question/answer text sets"
+    if args.execution_mode == "inference" and not args.only_test:
+        return "--execution_mode inference denoises a test set: add --only_test --only_test_model_ckpt CKPT"
+    return None
+
+
 # What may differ from the checkpoint when evaluating it (spec 1.4); everything else is the trained model's.
 TEST_TIME_FLAGS = {
     "run_name", "seed", "is_random_seed", "gpus", "distributed_strategy", "batch_size_per_device", "num_workers",
@@ -369,6 +423,7 @@ TEST_TIME_FLAGS = {
     "wandb_entity", "wandb_project", "wandb_tags", "wandb_offline", "float_precision", "set_matmul_precision",
     "only_test", "only_test_model_ckpt", "ebt_attention", "no_langevin_during_eval", "is_slurm_run",
     "override_slurm_checks", "debug_mode", "fast_dev_run", "detect_anomaly", "profiler", "execution_mode",
+    "denoise_images_noise_level", "log_image_every_n_steps",  # testing at an unseen noise level (spec 5.6)
 }
 
 
@@ -419,7 +474,7 @@ def parse_args(argv=None):
     if message:
         parser.error(message)
     args = parser.parse_args(argv)
-    if args.dataset_name not in NLP_DATASETS and not is_downstream(args.dataset_name):
+    if args.modality == "NLP" and args.dataset_name not in NLP_DATASETS and not is_downstream(args.dataset_name):
         parser.error(f"--dataset_name {args.dataset_name} is unknown; use shakespeare, bbc_news, text, pajama, "
                      "fineweb, nlp_synthetic, or gsm8k, squad, ai2arc, bigbench_<task>, lambada, planbench")
     resolve_model_size(args)

@@ -28,7 +28,7 @@ def read_metric_columns(csv_path):
     return columns
 
 
-def plot_training_curves(csv_path, png_path, title=""):
+def plot_training_curves(csv_path, png_path, title="", ylabel="cross-entropy (nats / token)"):
     """Training loss and validation loss per thinking step against optimizer steps, saved as PNG."""
     columns = read_metric_columns(csv_path)
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -38,7 +38,7 @@ def plot_training_curves(csv_path, png_path, title=""):
             ax.plot(steps, values, label=key, marker="o" if key.startswith("valid") else None,
                     linewidth=1 if key == "train_loss" else 1.5)
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("cross-entropy (nats / token)")
+    ax.set_ylabel(ylabel)
     ax.set_yscale("log")
     ax.set_title(title)
     ax.grid(alpha=0.3)

@@ -17,21 +17,6 @@ from model.blocks import modulate
 
 # ----------------------------------------------------------------------------- size presets
 
-# DiT paper table: size -> (layers, heads, dim); every size comes with patch 2, 4, 8 and 16.
-_DIT_SIZES = {"S": (12, 6, 384), "B": (12, 12, 768), "L": (24, 16, 1024), "XL": (28, 16, 1152)}
-IMAGE_MODEL_SIZES = {f"{family}-{size}/{patch}": (depth, heads, dim, patch)
-                     for family in ("DiT", "EBT")
-                     for size, (depth, heads, dim) in _DIT_SIZES.items()
-                     for patch in (2, 4, 8, 16)}
-
-
-def image_model_size(name):
-    """'DiT-L/16' or 'EBT-L/16' -> (depth, heads, dim, patch)."""
-    if name not in IMAGE_MODEL_SIZES:
-        raise ValueError(f"unknown image model size {name!r}; valid: {', '.join(IMAGE_MODEL_SIZES)}")
-    return IMAGE_MODEL_SIZES[name]
-
-
 def init_dit_linear(linear):
     """DiT init: xavier-uniform weight (fused q|k|v as one matrix, as DiT does), zero bias."""
     nn.init.xavier_uniform_(linear.weight)

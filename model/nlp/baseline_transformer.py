@@ -31,5 +31,5 @@ class Baseline_Transformer_NLP(nn.Module):
             "final_step_loss": loss.detach(),
             "perplexity": loss.detach().exp(),
             "step_losses": loss.detach().unsqueeze(0),  # (1,): one "step" for the per-step reports
-            "num_tokens": count_target_tokens(targets, self.cfg.pad_token_id),
+            "count": count_target_tokens(targets, self.cfg.pad_token_id),
         }

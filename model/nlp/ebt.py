@@ -179,5 +179,5 @@ class EBT_NLP(EnergyMinimizer):
             "initial_final_pred_energies_gap": step_energies[0] - step_energies[-1],
             "step_losses": step_losses.detach(),  # (T,) loss after each thinking step
             "step_energies": step_energies,  # (T,) mean energy each step started from
-            "num_tokens": count_target_tokens(targets, self.cfg.pad_token_id),
+            "count": count_target_tokens(targets, self.cfg.pad_token_id),
         }

@@ -1,0 +1,59 @@
+"""Diffusion Transformer baseline for image denoising (spec 5.4, 5.6).
+
+Training: t ~ U{0..diffusion_steps-1} (only the low-noise part of the schedule up to the trained level),
+loss = eps-MSE + the variational-bound term of the learned variance. Denoising an image noised to
+timestep t runs DDIM (eta 0) from t down to 0: t + 1 forward passes, times (r + 1) with the paper's
+recursion (`infer_recurse_diffusion_n_times = r`).
+"""
+import torch
+import torch.nn as nn
+
+from model.config import ImageConfig
+from model.img.dit import DiT
+from model.img.denoising import ImageDenoiser
+from model.thinking import ThinkingResult
+
+
+class DiT_IMG_Denoise(nn.Module):
+    """DiT (eps + learned sigma) and its Gaussian diffusion."""
+
+    def __init__(self, hparams):
+        super().__init__()
+        cfg = hparams if isinstance(hparams, ImageConfig) else ImageConfig.from_hparams(hparams)
+        self.cfg = cfg
+        self.dit = DiT(cfg.image_dims, cfg.patch_size, cfg.image_channels, cfg.embedding_dim,
+                       cfg.num_transformer_blocks, cfg.multiheaded_attention_heads, cfg.mlp_ratio, learn_sigma=True)
+        self.noising = ImageDenoiser(cfg)
+
+    @property
+    def diffusion(self):
+        return self.noising.diffusion
+
+    def denoise(self, noised, t, inference=None):
+        """DDIM from timestep t (or --infer_increase_steps) to 0, recursed r more times.
+        -> (ThinkingResult with the one final state, number of forward passes)."""
+        start = self.cfg.infer_increase_steps or t
+        r = self.cfg.infer_recurse_diffusion_n_times
+        x = self.diffusion.ddim_recurse(self.dit, noised, start, r, eta=0.0)
+        return ThinkingResult(states=[x]), (start + 1) * (r + 1)
+
+    def sample(self, noised, t):
+        """Image logging during training: DDIM with --use_deterministic_reverse, else ancestral sampling."""
+        if self.cfg.use_deterministic_reverse:
+            return self.diffusion.ddim_sample_loop(self.dit, noise=noised, timestep_start=t, eta=0.0)
+        return self.diffusion.p_sample_loop(self.dit, noise=noised, timestep_start=t)
+
+    def forward_loss_wrapper(self, batch, phase="train", **unused):
+        """Diffusion training loss at random low-noise timesteps (logged in every phase, spec 5.4)."""
+        x0 = batch["image"]
+        t = self.noising.training_timesteps(x0.shape[0], x0.device, randomize=True)
+        losses = self.diffusion.training_losses(self.dit, x0, t)
+        loss = losses["loss"].mean()
+        return {
+            "loss": loss,
+            "mse_conditioned_loss": losses["mse"].mean().detach(),
+            "vb_loss": losses["vb"].mean().detach(),
+            "step_losses": loss.detach().view(1),
+            "count": torch.tensor(x0.shape[0], device=x0.device),
+        }
+
