@@ -192,6 +192,67 @@ class ImageEBTConfig(ImageConfig, ThinkingConfig):
 
 
 @dataclass
+class TextToImageConfig(_FromHparams):
+    """Text-to-image (spec 5.5): a network over frozen SD-VAE latents, conditioned on a frozen CLIP caption
+    embedding. Defaults are the published t2i setup (256x256 images, patch 2 on the 32x32 latent grid)."""
+    image_dims: int = 256  # square side in pixels; the network sees latents of side image_dims / 8
+    patch_size: int = 2  # on the latent grid
+    embedding_dim: int = 128
+    num_transformer_blocks: int = 2
+    multiheaded_attention_heads: int = 2
+    ffn_dim_multiplier: float | None = None  # MLP ratio; None means 1
+    clip_text_encoder_size: str = "base"  # small/base/large/xl (model/img/encoders.py), a hub name or a local dir
+    vae_path: str = "stabilityai/sd-vae-ft-ema"  # the published frozen VAE; a hub name or a local dir
+    diffusion_steps: int = 1000  # DiT: the whole schedule, t ~ U{0..diffusion_steps-1}
+    use_deterministic_reverse: bool = False  # DiT sampling: DDIM (eta 0) instead of ancestral
+
+    def __post_init__(self):
+        if isinstance(self.image_dims, (list, tuple)):
+            if len(set(self.image_dims)) != 1:
+                raise ValueError(f"image_dims {list(self.image_dims)} must be square")
+            self.image_dims = self.image_dims[0]
+        if self.image_dims % 8:
+            raise ValueError(f"image_dims {self.image_dims} is not divisible by 8: text-to-image works on VAE "
+                             f"latents of side image_dims / 8")
+        if self.latent_size % self.patch_size:
+            raise ValueError(f"patch_size {self.patch_size} does not divide the latent side {self.latent_size} "
+                             f"(image_dims {self.image_dims} / 8)")
+        if self.embedding_dim % self.multiheaded_attention_heads:
+            raise ValueError(f"embedding_dim {self.embedding_dim} is not divisible by "
+                             f"multiheaded_attention_heads {self.multiheaded_attention_heads}")
+        if self.diffusion_steps < 1:
+            raise ValueError("diffusion_steps must be at least 1")
+
+    @property
+    def latent_size(self):
+        return self.image_dims // 8
+
+    @property
+    def mlp_ratio(self):
+        return self.ffn_dim_multiplier or 1.0
+
+
+@dataclass
+class TextToImageEBTConfig(TextToImageConfig, ThinkingConfig):
+    """Text-to-image EBT: thinks from random (or zero) latents; published S1 script: 2 steps, alpha 3000."""
+    mcmc_num_steps: int = 2
+    mcmc_step_size: float = 3000.0
+    denoising_initial_condition: str = "random_noise"  # or "zeros"
+    gaussian_random_noise_scaling: float = 1.0  # std of the random initial latents
+    mcmc_replay_buffer: bool = False  # not supported for images (as published)
+
+    def __post_init__(self):
+        TextToImageConfig.__post_init__(self)
+        ThinkingConfig.__post_init__(self)
+        if self.denoising_initial_condition not in ("random_noise", "zeros"):
+            raise ValueError(f"denoising_initial_condition {self.denoising_initial_condition!r}: text-to-image "
+                             f"starts from random_noise or zeros")
+        if self.mcmc_replay_buffer:
+            raise NotImplementedError("mcmc_replay_buffer is not supported for text-to-image (nor in the published "
+                                      "code); drop --mcmc_replay_buffer")
+
+
+@dataclass
 class InferenceConfig(_FromHparams):
     """System 2 thinking at test time (spec 4.1, 4.2); used with --infer_ebt_advanced."""
     infer_ebt_num_steps: int = 1

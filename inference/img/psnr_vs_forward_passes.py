@@ -1,0 +1,157 @@
+"""PSNR against the number of forward passes: a trained denoising EBT against a trained DiT (paper, Fig. 7).
+
+Both checkpoints denoise the same test images, noised to each --noise_levels value (the first is usually
+the level they were trained at; a higher one is unseen noise). The EBT thinks for 1, 2, 3 ... steps
+(`--ebt_steps`; each step is a forward pass plus an input-gradient backward); the DiT runs DDIM from the
+noise level's t down to 0 (t + 1 passes) and the paper's recursion, r more times from t on its own
+output ((t + 1)(r + 1) passes, `--dit_recursions`). Writes <out>/psnr_vs_forward_passes.{csv,md,png}.
+
+    python inference/img/psnr_vs_forward_passes.py --ebt_ckpt EBT.ckpt --dit_ckpt DIT.ckpt --out_dir results/
+"""
+import argparse
+import csv
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+import torch  # noqa: E402
+
+from data.img.splits import build_image_splits, image_collate  # noqa: E402
+from inference.img.generate_image import denoise_batch, psnr, save_image_grid  # noqa: E402
+from model.config import InferenceConfig  # noqa: E402
+from model.img.denoising import pixel_mse  # noqa: E402
+
+
+def load_image_model(path):
+    """(model in eval mode, its hyperparameters) from a training checkpoint of an image denoiser."""
+    from base_model_trainer import build_model
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        hp = checkpoint["hyper_parameters"]
+    except Exception as error:
+        raise SystemExit(f"{path} is not a checkpoint of this project ({type(error).__name__}: {error})") from error
+    if hp.get("modality") != "IMG":
+        raise SystemExit(f"{path} is a {hp.get('modality')} checkpoint; this script compares image denoisers")
+    model = build_model(hp)
+    model.load_state_dict({k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()
+                           if k.startswith("model.")})
+    return model.eval(), hp
+
+
+def evaluate(model, images, noise_level, batch_size, inference=None, seed=0):
+    """Mean pixel MSE, PSNR (of the mean MSE, as published), mean per-image PSNR and forward passes."""
+    torch.manual_seed(seed)  # the same noise for every setting
+    mses, passes, first = [], 0, None
+    for start in range(0, images.shape[0], batch_size):
+        out = denoise_batch(model, images[start:start + batch_size], noise_level, inference)
+        mses.append(out["pixel_mse"])
+        passes = out["forward_passes"]
+        first = first or out
+    mse = torch.cat(mses).double()
+    per_image = (10 * torch.log10(255.0 ** 2 / mse.clamp(min=1e-10))).mean()
+    return dict(pixel_mse=float(mse.mean()), psnr=psnr(mse.mean()), psnr_per_image=float(per_image),
+                forward_passes=passes, timestep=first["timestep"]), first
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ebt_ckpt", required=True, help="checkpoint of --modality IMG --model_name ebt")
+    parser.add_argument("--dit_ckpt", required=True, help="checkpoint of --modality IMG --model_name dit")
+    parser.add_argument("--noise_levels", type=float, nargs="+", default=[0.1, 0.2],
+                        help="test noise levels (the trained one first, then unseen ones)")
+    parser.add_argument("--ebt_steps", type=int, nargs="+", default=[1, 2, 3, 4], help="EBT thinking steps")
+    parser.add_argument("--dit_recursions", type=int, nargs="+", default=[0, 1, 2],
+                        help="DiT: DDIM from t, then r more times (infer_recurse_diffusion_n_times)")
+    parser.add_argument("--num_images", type=int, default=64, help="test images (the first ones of the split)")
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--dataset_dir", default=None, help="where the test images live, if not bundled")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the noise")
+    parser.add_argument("--out_dir", default="results/psnr_vs_forward_passes")
+    args = parser.parse_args(argv)
+
+    ebt, ebt_hp = load_image_model(args.ebt_ckpt)
+    dit, dit_hp = load_image_model(args.dit_ckpt)
+    if (ebt_hp["dataset_name"], list(ebt_hp["image_dims"])) != (dit_hp["dataset_name"], list(dit_hp["image_dims"])):
+        raise SystemExit("the two checkpoints were trained on different data or image sizes; compare like with like")
+    _, _, test = build_image_splits(ebt_hp["dataset_name"], ebt_hp["image_dims"], ebt_hp["seed"],
+                                    args.dataset_dir or ebt_hp.get("dataset_dir") or None, stage="test",
+                                    validation_fraction=ebt_hp["validation_split_pct"],
+                                    test_fraction=ebt_hp["validation_split_pct"])
+    count = min(args.num_images, len(test))
+    images = image_collate([test[i] for i in range(count)])["image"]
+    os.makedirs(args.out_dir, exist_ok=True)
+
+    rows = []
+    for level in args.noise_levels:
+        torch.manual_seed(args.seed)
+        noisy = dit.noising.noise(images, dit.noising.timestep_for(level))
+        rows.append(dict(model="noisy input", noise_level=level, setting="-", forward_passes=0,
+                         psnr=psnr(pixel_mse(noisy, images).mean()), psnr_per_image=None))
+        for steps in args.ebt_steps:
+            # 1 means "as trained" (mcmc_num_steps) in the System 2 plan, spec 4.1
+            result, out = evaluate(ebt, images, level, args.batch_size, InferenceConfig(infer_ebt_num_steps=steps),
+                                   args.seed)
+            steps = result["forward_passes"]
+            rows.append(dict(model="EBT", noise_level=level, setting=f"{steps} thinking steps", **result))
+            print(f"EBT  level {level}: {steps} steps -> PSNR {result['psnr']:.2f} dB", flush=True)
+            if steps == max(args.ebt_steps):
+                save_image_grid(os.path.join(args.out_dir, f"ebt_noise_{level}.png"),
+                                [out["noised"], out["denoised"], images[:args.batch_size]])
+        for r in args.dit_recursions:
+            dit.cfg.infer_recurse_diffusion_n_times = r
+            result, out = evaluate(dit, images, level, args.batch_size, None, args.seed)
+            rows.append(dict(model="DiT", noise_level=level, setting=f"DDIM from t={result['timestep']}, r={r}",
+                             **result))
+            print(f"DiT  level {level}: r={r} -> PSNR {result['psnr']:.2f} dB, {result['forward_passes']} passes",
+                  flush=True)
+            if r == args.dit_recursions[0]:
+                save_image_grid(os.path.join(args.out_dir, f"dit_noise_{level}.png"),
+                                [out["noised"], out["denoised"], images[:args.batch_size]])
+    write_outputs(rows, args.out_dir, f"{ebt_hp['dataset_name']} {ebt_hp['image_dims'][0]}px, {count} test images")
+    return rows
+
+
+def write_outputs(rows, out_dir, what):
+    fields = ["model", "noise_level", "setting", "forward_passes", "psnr", "psnr_per_image", "pixel_mse", "timestep"]
+    with open(os.path.join(out_dir, "psnr_vs_forward_passes.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    fmt = lambda v: "" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
+    lines = [f"PSNR (dB, of the mean pixel MSE) against forward passes: {what}", "",
+             "| model | noise level | setting | forward passes | PSNR | mean per-image PSNR |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['noise_level']} | {r['setting']} | {r['forward_passes']} | {fmt(r['psnr'])} | "
+              f"{fmt(r.get('psnr_per_image'))} |" for r in rows]
+    with open(os.path.join(out_dir, "psnr_vs_forward_passes.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for level, style in zip(sorted({r["noise_level"] for r in rows}), ["-", "--", ":", "-."] * 4):
+        for model, marker in (("EBT", "o"), ("DiT", "s")):
+            points = sorted((r["forward_passes"], r["psnr"]) for r in rows
+                            if r["model"] == model and r["noise_level"] == level)
+            if points:
+                ax.plot(*zip(*points), style, marker=marker, label=f"{model}, noise {level}")
+        noisy = [r["psnr"] for r in rows if r["model"] == "noisy input" and r["noise_level"] == level]
+        ax.axhline(noisy[0], color="gray", linestyle=style, linewidth=0.8, label=f"noisy input, noise {level}")
+    ax.set_xscale("log")
+    ax.set_xlabel("forward passes (EBT: thinking steps; DiT: DDIM evaluations)")
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_title(what)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "psnr_vs_forward_passes.png"), dpi=120)
+    plt.close(fig)
+    print(f"table: {os.path.join(out_dir, 'psnr_vs_forward_passes.md')}\nplot:  "
+          f"{os.path.join(out_dir, 'psnr_vs_forward_passes.png')}")
+
+
+if __name__ == "__main__":
+    main()
