@@ -252,9 +252,10 @@ class ModelTrainer(L.LightningModule):
         self.test_metric.update(out)
         self.test_images.update(out["pixel_mse"])
         self.forward_passes = out["forward_passes"]
-        if batch_idx == 0 and self.image_dir and self.global_rank == 0:
-            save_image_grid(os.path.join(self.image_dir, f"test_noise_{self.hparams.denoise_images_noise_level}.png"),
-                            [out["noised"], out["denoised"], batch["image"]])
+        every = self.hparams.log_image_every_n_steps
+        if every > 0 and batch_idx % every == 0 and self.image_dir and self.global_rank == 0:
+            name = f"test_noise_{self.hparams.denoise_images_noise_level}_batch_{batch_idx}.png"
+            save_image_grid(os.path.join(self.image_dir, name), [out["noised"], out["denoised"], batch["image"]])
 
     def image_report(self, metric, prefix):
         mean_mse, mean_psnr = metric.compute()

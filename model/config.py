@@ -220,8 +220,9 @@ class TextToImageConfig(_FromHparams):
         if self.embedding_dim % self.multiheaded_attention_heads:
             raise ValueError(f"embedding_dim {self.embedding_dim} is not divisible by "
                              f"multiheaded_attention_heads {self.multiheaded_attention_heads}")
-        if self.diffusion_steps < 1:
-            raise ValueError("diffusion_steps must be at least 1")
+        if self.diffusion_steps <= 20:  # the linear schedule's last beta is 0.02 * 1000 / diffusion_steps
+            raise ValueError(f"diffusion_steps {self.diffusion_steps}: text-to-image diffuses over the whole "
+                             f"schedule, which needs more than 20 steps (the last beta is 20 / diffusion_steps)")
 
     @property
     def latent_size(self):

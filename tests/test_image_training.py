@@ -47,7 +47,7 @@ def test_both_denoisers_train_and_end_with_psnr_and_pictures(runs, capsys):
         losses = train_losses(run_dir)
         assert losses[-1] < losses[0], (name, losses)
         pictures = sorted(os.listdir(os.path.join(run_dir, "images")))
-        assert pictures == ["step_20.png", "step_40.png", "test_noise_0.1.png"], pictures
+        assert pictures == ["step_20.png", "step_40.png", "test_noise_0.1_batch_0.png"], pictures
         assert os.path.isfile(os.path.join(run_dir, "checkpoints", "last.ckpt"))
 
 

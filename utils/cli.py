@@ -81,7 +81,8 @@ def build_parser():
     g.add_argument("--infer_recurse_diffusion_n_times", type=int, default=0,
                    help="DiT at test time: rerun DDIM from t on its own output this many more times")
     g.add_argument("--log_image_every_n_steps", type=int, default=500,
-                   help="save a noisy / denoised / clean grid to <run>/images every N steps (0: never)")
+                   help="save a noisy / denoised / clean grid to <run>/images every N training steps and every N test "
+                        "batches (0: never)")
 
     g = p.add_argument_group("EBT thinking (System 1)")
     g.add_argument("--ebt_type", default="time_embed", choices=EBT_TYPES,
