@@ -17,19 +17,23 @@ from inference.img.generate_image import denoise_batch, psnr, save_image_grid
 from inference.nlp.generate_text import SamplingConfig, generate
 from model.config import InferenceConfig
 from model.img.dit_denoise import DiT_IMG_Denoise
+from model.img.dit_t2i import DiT_IMG_T2I
 from model.img.ebt_denoise import EBT_IMG_Denoise
+from model.img.ebt_t2i import EBT_IMG_T2I
 from model.nlp.baseline_transformer import Baseline_Transformer_NLP
 from model.nlp.ebt import EBT_NLP
 from utils.metrics import exact_match, token_f1
 from utils.optimization import build_lr_scheduler, build_param_groups
 
 MODELS = {("NLP", "ebt"): EBT_NLP, ("NLP", "baseline_transformer"): Baseline_Transformer_NLP,
-          ("IMG", "ebt"): EBT_IMG_Denoise, ("IMG", "dit"): DiT_IMG_Denoise}
+          ("IMG", "ebt"): EBT_IMG_Denoise, ("IMG", "dit"): DiT_IMG_Denoise,
+          ("IMG-t2i", "ebt"): EBT_IMG_T2I, ("IMG-t2i", "dit"): DiT_IMG_T2I}
 
 
 def build_model(hp):
     """The model class for (modality, model_name), built from the hyperparameters."""
-    key = (hp["modality"], hp["model_name"])
+    modality = "IMG-t2i" if hp["modality"] == "IMG" and hp.get("image_task") == "t2i" else hp["modality"]
+    key = (modality, hp["model_name"])
     if key not in MODELS:
         raise ValueError(f"no model for --modality {key[0]} --model_name {key[1]}; "
                          f"available: {sorted(MODELS)}")
@@ -105,12 +109,13 @@ class ModelTrainer(L.LightningModule):
         self.model = build_model(self.hparams)
         is_ebt = hp["model_name"] == "ebt"
         self.is_image = hp.get("modality") == "IMG"
+        self.is_text_to_image = self.is_image and hp.get("image_task") == "t2i"
         self.inference = InferenceConfig.from_hparams(hp) if is_ebt and hp.get("infer_ebt_advanced") else None
         num_steps = self.model.num_evaluation_steps() if is_ebt else 1
         self.valid_metric = TokenWeightedLoss(num_steps)
         self.test_metric = TokenWeightedLoss(self.model.num_inference_steps(self.inference) if self.inference
                                              else num_steps)
-        self.valid_images, self.test_images = ImageQuality(), ImageQuality()
+        self.valid_images, self.test_images, self.noisy_test_images = ImageQuality(), ImageQuality(), ImageQuality()
         self.image_dir = None  # set by train_model.py: where denoising grids are saved
         self.tokenizer = self.train_dataset = self.valid_dataset = self.test_dataset = None
         self._data_ready = False
@@ -127,7 +132,9 @@ class ModelTrainer(L.LightningModule):
         if self.is_image:
             self.train_dataset, self.valid_dataset, self.test_dataset = build_image_splits(
                 hp.dataset_name, hp.image_dims, hp.seed, hp.dataset_dir or None,
-                stage="test" if stage == "test" else None,  # training runs end with a denoising test
+                clip_tokenizer=self.model.tokenizer if self.is_text_to_image else None,
+                use_rand_caption=hp.use_rand_caption,
+                stage="test" if stage == "test" else None,  # training runs end with a test
                 validation_fraction=hp.validation_split_pct, test_fraction=hp.validation_split_pct)
         else:
             self.tokenizer = load_tokenizer(hp.tokenizer)
@@ -239,6 +246,12 @@ class ModelTrainer(L.LightningModule):
         self.valid_images.reset()
 
     def test_step(self, batch, batch_idx):
+        if self.is_text_to_image:
+            self.test_metric.update(self._forward(batch, "test", batch_idx))
+            every = self.hparams.log_image_every_n_steps
+            if every > 0 and batch_idx % every == 0 and self.image_dir and self.global_rank == 0:
+                self.save_training_images(batch, f"test_batch_{batch_idx}.png")
+            return
         if self.is_image:
             return self.denoising_step(batch, batch_idx)
         if self.hparams.execution_mode == "inference":
@@ -251,6 +264,7 @@ class ModelTrainer(L.LightningModule):
             out = denoise_batch(self.model, batch["image"], self.hparams.denoise_images_noise_level, self.inference)
         self.test_metric.update(out)
         self.test_images.update(out["pixel_mse"])
+        self.noisy_test_images.update(out["noisy_pixel_mse"])  # the reference: no denoising at all
         self.forward_passes = out["forward_passes"]
         every = self.hparams.log_image_every_n_steps
         if every > 0 and batch_idx % every == 0 and self.image_dir and self.global_rank == 0:
@@ -269,20 +283,30 @@ class ModelTrainer(L.LightningModule):
         every = self.hparams.get("log_image_every_n_steps", 0)
         if (self.is_image and every > 0 and self.global_step % every == 0 and self.image_dir
                 and self.global_rank == 0):
-            self.save_denoised_images(batch["image"][:8], f"step_{self.global_step}.png")
+            self.save_training_images(batch, f"step_{self.global_step}.png")
 
-    def save_denoised_images(self, clean, name):
-        """Noise a few training images to the trained level and denoise them without randomness."""
+    @torch.no_grad()
+    def save_training_images(self, batch, name, count=8):
+        """Denoising: noisy / denoised (without randomness) / clean grid of a few images at the trained
+        level. Text-to-image: images generated from the captions above the real ones."""
         was_training = self.model.training
         self.model.eval()
+        clean = batch["image"][:count]
         with self.seeded("valid", self.global_step):
-            t = self.model.noising.timestep_for(self.hparams.denoise_images_noise_level)
-            noised = self.model.noising.noise(clean, t)
-            if hasattr(self.model, "sample"):
-                denoised = self.model.sample(noised, t)
+            if self.is_text_to_image:
+                caption = batch["caption"]
+                caption = ({k: v[:count] for k, v in caption.items()} if isinstance(caption, dict)
+                           else caption[:count])
+                rows = [self.model.generate(caption), clean]
             else:
-                denoised = self.model.denoise(noised, t)[0].states[-1]
-        save_image_grid(os.path.join(self.image_dir, name), [noised, denoised, clean])
+                t = self.model.noising.timestep_for(self.hparams.denoise_images_noise_level)
+                noised = self.model.noising.noise(clean, t)
+                if hasattr(self.model, "sample"):
+                    denoised = self.model.sample(noised, t)
+                else:
+                    denoised = self.model.denoise(noised, t)[0].states[-1]
+                rows = [noised, denoised, clean]
+        save_image_grid(os.path.join(self.image_dir, name), rows)
         self.model.train(was_training)
 
     def on_test_epoch_end(self):
@@ -292,10 +316,12 @@ class ModelTrainer(L.LightningModule):
             self.token_f1.reset()
             return
         report = self.loss_report(self.test_metric, "test")
-        if self.is_image:
+        if self.is_image and not self.is_text_to_image:
             report.update(self.image_report(self.test_images, "test"))
             report["test_forward_passes"] = torch.tensor(float(self.forward_passes))
+            report["test_noisy_psnr"] = torch.tensor(psnr(self.noisy_test_images.compute()[0]))
             self.test_images.reset()
+            self.noisy_test_images.reset()
         self.log_dict(report)
         self.test_metric.reset()
 

@@ -80,7 +80,8 @@ def print_loss_table(report, prefix, what):
         passes = report.get(f"{prefix}_forward_passes")
         print(f"  PSNR {report[f'{prefix}_psnr']:.2f} dB (of the mean pixel MSE {report[f'{prefix}_pixel_mse']:.1f}; "
               f"mean of per-image PSNRs {report[f'{prefix}_psnr_per_image']:.2f} dB)"
-              + (f", {passes:.0f} forward passes" if passes else ""))
+              + (f", {passes:.0f} forward passes" if passes else "")
+              + (f"; the noisy input: {report[f'{prefix}_noisy_psnr']:.2f} dB" if f"{prefix}_noisy_psnr" in report else ""))
 
 
 def load_checkpoint_hparams(args, argv, path, flag, finetune=False):
@@ -185,8 +186,9 @@ def main(argv=None):
         module.model = torch.compile(module.model)
     n_params = sum(p.numel() for p in module.model.parameters())
     inputs = (f"vocabulary {args.vocab_size}, context {args.context_length}" if args.modality == "NLP" else
-              f"{args.image_dims[0]}x{args.image_dims[1]} images, patch {args.patch_size}, noise level "
-              f"{args.denoise_images_noise_level}")
+              f"{args.image_dims[0]}x{args.image_dims[1]} images, patch {args.patch_size}, "
+              + (f"noise level {args.denoise_images_noise_level}" if args.image_task == "denoising" else
+                 f"text-to-image on VAE latents ({args.vae_path}), CLIP {args.clip_text_encoder_size}"))
     print(f"model: {args.model_name}-{args.model_size} ({args.num_transformer_blocks} layers, "
           f"{args.multiheaded_attention_heads} heads, width {args.embedding_dim}), {n_params / 1e6:.2f}M parameters, "
           f"{inputs}, {accelerator} x {num_devices}, effective batch {args.effective_batch_size}")
@@ -290,7 +292,8 @@ def main(argv=None):
     if args.modality == "IMG":  # what the paper compares: PSNR of denoised test images (spec 5.6)
         trainer.test(module, verbose=False)
         test = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")}
-        print_loss_table(test, "test", f"test images denoised at noise level {args.denoise_images_noise_level}")
+        print_loss_table(test, "test", f"test images denoised at noise level {args.denoise_images_noise_level}"
+                         if args.image_task == "denoising" else "test images (latent SmoothL1)")
         print(f"pictures:    {module.image_dir}")
     print(f"trained {trainer.global_step} steps in {train_seconds:.0f} s")
 

@@ -272,3 +272,44 @@ def test_dit_t2i_generates_through_every_diffusion_step(vae_dir, clip_dir, encod
     assert calls == list(range(24, -1, -1))
     if deterministic:  # DDIM: the same start noise gives the same images
         torch.testing.assert_close(model.generate(CAPTIONS, generator=torch.Generator().manual_seed(0)), images)
+
+
+# ----------------------------------------------------------------------------- the command line, end to end
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_name", ["ebt", "dit"])
+def test_text_to_image_trains_from_the_command_line_on_a_local_coco_copy(vae_dir, clip_dir, model_name, tmp_path,
+                                                                       capsys):
+    """train_model.py --image_task t2i on a COCO-Text-shaped saved dataset with the tiny encoders: it trains,
+    tests, and saves generated-vs-real grids."""
+    import glob
+
+    import numpy as np
+    from datasets import Dataset, Features, Image, Sequence, Value
+    from PIL import Image as PILImage
+
+    import train_model
+
+    rng = np.random.default_rng(0)
+    images = [PILImage.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)) for _ in range(24)]
+    features = Features({"image": Image(), "caption": Sequence(Value("string"))})
+    rows = {"image": images, "caption": [[f"picture {k}"] for k in range(24)]}
+    coco = tmp_path / "coco"
+    from datasets import DatasetDict
+    DatasetDict({"train": Dataset.from_dict(rows, features=features),
+                 "validation": Dataset.from_dict(rows, features=features)}).save_to_disk(str(coco))
+    argv = ["--modality", "IMG", "--image_task", "t2i", "--model_name", model_name, "--dataset_name", "coco_tiny",
+            "--dataset_dir", str(coco), "--vae_path", vae_dir, "--clip_text_encoder_size", clip_dir,
+            "--image_dims", "32", "32", "--patch_size", "2", "--model_size", "4xs", "--override_embedding_dim", "32",
+            "--mcmc_num_steps", "2", "--mcmc_step_size", "100", "--diffusion_steps", "25", "--max_steps", "6",
+            "--warm_up_steps", "2", "--batch_size_per_device", "4", "--validation_split_pct", "0.2",
+            "--val_check_interval", "6", "--limit_val_batches", "2", "--limit_test_batches", "2",
+            "--log_image_every_n_steps", "3", "--no_wandb", "--log_dir", str(tmp_path / "logs"), "--run_name", "t2i"]
+    assert train_model.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "text-to-image on VAE latents" in out and "test images (latent SmoothL1)" in out
+    (run_dir,) = glob.glob(str(tmp_path / "logs" / "t2i" / "*"))
+    assert sorted(p.split("/")[-1] for p in glob.glob(f"{run_dir}/images/*.png")) == [
+        "step_3.png", "step_6.png", "test_batch_0.png"]
+    checkpoint = torch.load(f"{run_dir}/checkpoints/last.ckpt", weights_only=False)
+    assert not any("vae" in k or "text_model" in k for k in checkpoint["state_dict"])  # frozen encoders not saved

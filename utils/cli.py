@@ -16,13 +16,12 @@ from model.config import EBT_TYPES, IMAGE_MODEL_SIZES, MODEL_SIZES, SUGGESTED_PE
 
 # Published flags whose features are not implemented yet, and where they will come from.
 PLANNED_FLAGS = {
-    **dict.fromkeys(["clip_text_encoder_size", "use_rand_caption"], "text-to-image (issue 4)"),
     **dict.fromkeys([
         "backbone_type", "vit_backbone_size", "time_between_frames", "sampling_rate", "use_raw_framerate",
         "vae_normalization", "sdxl_vae_standardization", "weight_tie_vae_proj", "custom_image_normalization",
         "infer_video_condition_frames", "infer_generate_video"], "video (issue 5)"),
 }
-PLANNED_VALUES = {("modality", "VID"): "video (issue 5)", ("image_task", "t2i"): "text-to-image (issue 4)"}
+PLANNED_VALUES = {("modality", "VID"): "video (issue 5)"}
 
 
 class UsageError(SystemExit):
@@ -63,7 +62,15 @@ def build_parser():
 
     g = p.add_argument_group("images (--modality IMG)")
     g.add_argument("--image_task", default="denoising", choices=["denoising", "t2i"],
-                   help="denoising: clean images from noisy ones (the paper's image experiments)")
+                   help="denoising: clean images from noisy ones (the paper's image experiments); t2i: text-to-image "
+                        "on VAE latents conditioned on a CLIP caption embedding (coco_tiny / coco_medium)")
+    g.add_argument("--clip_text_encoder_size", default="base",
+                   help="t2i: frozen CLIP text encoder: small | base | large | xl (spec 5.5), a hub name or a local "
+                        "directory")
+    g.add_argument("--vae_path", default="stabilityai/sd-vae-ft-ema",
+                   help="t2i: frozen diffusers AutoencoderKL, a hub name or a local directory")
+    g.add_argument("--use_rand_caption", action="store_true",
+                   help="t2i on coco_medium: a random caption of each image instead of the first")
     g.add_argument("--image_dims", type=int, nargs=2, default=[32, 32], metavar=("H", "W"),
                    help="image size (square); images are centre-cropped and resized to it")
     g.add_argument("--patch_size", type=int, default=8, choices=[2, 4, 8, 16], help="side of a patch token")
@@ -402,7 +409,15 @@ def validate_image_args(args):
         return "--dataset_name image_folder needs --dataset_dir pointing at a folder of images"
     if args.image_dims[0] != args.image_dims[1]:
         return f"--image_dims {args.image_dims[0]} {args.image_dims[1]}: images are square; give one size twice"
-    if args.image_dims[0] % args.patch_size:
+    if args.image_task == "t2i":
+        if args.dataset_name not in ("coco_tiny", "coco_medium"):
+            return "--image_task t2i needs captions: use --dataset_name coco_tiny or coco_medium"
+        if args.image_dims[0] % 8 or (args.image_dims[0] // 8) % args.patch_size:
+            return (f"--image_task t2i works on VAE latents of side image_dims / 8: --image_dims must be a multiple "
+                    f"of 8 whose eighth ({args.image_dims[0] / 8:g}) --patch_size {args.patch_size} divides")
+        if args.diffusion_steps <= 20:
+            return "--image_task t2i diffuses over the whole schedule: --diffusion_steps must be more than 20"
+    elif args.image_dims[0] % args.patch_size:
         return f"--patch_size {args.patch_size} does not divide the image side {args.image_dims[0]}"
     if not 0 < args.denoise_images_noise_level <= 1:
         return "--denoise_images_noise_level must be in (0, 1] (a fraction of the 1000-step schedule)"

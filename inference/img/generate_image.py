@@ -21,7 +21,8 @@ from model.img.denoising import pixel_mse
 @torch.no_grad()
 def denoise_batch(model, clean, noise_level, inference=None):
     """clean (B, C, S, S) in [-1, 1] -> dict(noised, denoised, step_losses (T,), step_energies (T,),
-    final_energy (EBT), pixel_mse (B,), forward_passes)."""
+    final_energy (EBT), pixel_mse (B,) of the denoised and noisy_pixel_mse (B,) of the noisy images,
+    forward_passes)."""
     t = model.noising.timestep_for(noise_level)
     noised = model.noising.noise(clean, t)
     result, passes = model.denoise(noised, t, inference)
@@ -30,6 +31,7 @@ def denoise_batch(model, clean, noise_level, inference=None):
         "noised": noised, "denoised": denoised, "forward_passes": passes, "timestep": t,
         "step_losses": torch.stack([F.smooth_l1_loss(x.detach(), clean) for x in result.states]),
         "pixel_mse": pixel_mse(denoised, clean),
+        "noisy_pixel_mse": pixel_mse(noised, clean),
         "count": torch.tensor(clean.shape[0], device=clean.device),
     }
     if result.energies:
