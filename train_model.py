@@ -97,9 +97,6 @@ def load_checkpoint_hparams(args, argv, path, flag, finetune=False):
         raise UsageError(f"train_model.py: error: --{flag} {path} is not a checkpoint of this project "
                          f"({type(error).__name__}: {error})") from error
     hp = inherit_checkpoint_hparams(args, argv, trained, finetune=finetune)
-    if hp.infer_ebt_advanced and hp.model_name != "ebt":
-        raise UsageError("train_model.py: error: --infer_ebt_advanced is EBT thinking; this checkpoint is a "
-                         f"{hp.model_name}")
     return hp, checkpoint["state_dict"]
 
 

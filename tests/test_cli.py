@@ -24,8 +24,9 @@ def test_run_name_parsing_of_job_scripts():
 
 @pytest.mark.parametrize("argv, message", [
     (["--not_a_flag", "1"], "unrecognized arguments: --not_a_flag"),
-    (["--clip_text_encoder_size", "base"], "--clip_text_encoder_size belongs to text-to-image"),
-    (["--modality", "IMG", "--dataset_name", "mnist", "--image_task", "t2i"], "--image_task t2i belongs to"),
+    (["--modality", "IMG", "--dataset_name", "mnist", "--image_task", "t2i"], "--image_task t2i needs captions"),
+    (["--modality", "IMG", "--dataset_name", "coco_tiny", "--image_task", "t2i", "--image_dims", "36", "36"],
+     "--image_dims must be a multiple of 8"),
     (["--modality", "IMG"], "--dataset_name shakespeare is not an image dataset"),
     (["--modality", "IMG", "--dataset_name", "mnist", "--model_name", "baseline_transformer"],
      "use --model_name ebt or dit"),
@@ -34,12 +35,12 @@ def test_run_name_parsing_of_job_scripts():
      "--patch_size 8 does not divide the image side 28"),
     (["--modality", "IMG", "--dataset_name", "mnist", "--denoise_images_noise_level", "1.5"], "must be in (0, 1]"),
     (["--modality", "IMG", "--dataset_name", "mnist", "--execution_mode", "inference"],
-     "--execution_mode inference denoises a test set: add --only_test"),
+     "--execution_mode inference evaluates a checkpoint: add --only_test"),
     (["--modality", "IMG", "--dataset_name", "image_folder"], "--dataset_name image_folder needs --dataset_dir"),
-    (["--execution_mode", "inference"], "--execution_mode inference generates answers"),
+    (["--execution_mode", "inference"], "--execution_mode inference evaluates a checkpoint"),
     (["--only_test"], "--only_test needs --only_test_model_ckpt"),
     (["--only_test", "--only_test_model_ckpt", "/no/such.ckpt"], "--only_test_model_ckpt /no/such.ckpt: no such file"),
-    (["--infer_ebt_advanced", "--model_name", "baseline_transformer"], "the Transformer++ cannot think longer"),
+    (["--infer_ebt_advanced", "--model_name", "baseline_transformer"], "a baseline_transformer model cannot think longer"),
     (["--langevin_dynamics_noise_learnable"], "needs a starting --langevin_dynamics_noise"),
     (["--modality", "VID"], "--modality VID belongs to video"),
     (["--vocab_to_embed_uses_prob_dist", "--no-normalize_initial_condition"],
@@ -92,7 +93,17 @@ def test_job_scripts_pass_the_command_line_checks(tmp_path):
             ("pretrain/baseline_transformer.sh", "baseline_transformer-xxs-bs_256_lr_0.0012 baseline_transformer 384"),
             ("inference/ebt.sh", "ebt-xxs-2_steps_langevin_1_lambada ebt 128"),
             ("inference/baseline_transformer.sh", "baseline_transformer-xxs-baseline_gen_lambada ebt 128"),
-            ("../debug/debug_dataloader.sh", "quickstart ebt 128")]:
+            ("../debug/debug_dataloader.sh", "quickstart ebt 128"),
+            ("../img/pretrain_denoising/ebt_s1.sh", "ebt-large-bs_128_s1_lr_0.0001 ebt 1536"),
+            ("../img/pretrain_denoising/ebt_s2.sh", "ebt-large-bs_128_s2_lr_0.0001 ebt 1536"),
+            ("../img/pretrain_denoising/dit.sh", "dit-large-bs_128_lr_0.0001 dit 1536"),
+            ("../img/pretrain_denoising/ebt_tiny_cpu.sh", "ebt-4xs-denoise_tiny_cpu ebt 128"),
+            ("../img/pretrain_denoising/dit_tiny_cpu.sh", "dit-4xs-denoise_tiny_cpu dit 128"),
+            ("../img/pretrain_t2i/ebt_s1.sh", "ebt-large-bs_256_t2i_s1_lr_0.0001 ebt 1536"),
+            ("../img/pretrain_t2i/ebt_s2.sh", "ebt-xxs-bs_256_t2i_s2_lr_0.0004 ebt 384"),
+            ("../img/pretrain_t2i/dit.sh", "dit-large-bs_256_t2i_lr_0.0001 dit 1536"),
+            ("../img/inference/ebt_denoising.sh", "ebt-large-denoise_noise_0.2_2_steps ebt 128"),
+            ("../img/inference/dit_denoising.sh", "dit-large-denoise_noise_0.2_recurse_2 ebt 128")]:
         result = subprocess.run(["bash", f"job_scripts/nlp/{script}"], env=env, capture_output=True, text=True)
         assert result.returncode == 0, (script, result.stderr)
         assert result.stdout.split("\n")[-2] == expected, script

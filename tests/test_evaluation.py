@@ -56,7 +56,7 @@ def test_an_override_that_would_change_the_trained_model_is_refused(tmp_path, ch
     assert status == 2
     assert "--ebt_type cannot change at test time (the checkpoint has 'time_embed')" in capsys.readouterr().err
     status, _ = evaluate(tmp_path, checkpoints["baseline_transformer"], "--infer_ebt_advanced")
-    assert status == 2 and "this checkpoint is a baseline_transformer" in capsys.readouterr().err
+    assert status == 2 and "a baseline_transformer model cannot think longer" in capsys.readouterr().err
 
 
 def test_a_file_that_is_not_a_checkpoint_is_reported(tmp_path, capsys):

@@ -313,13 +313,18 @@ def resolve_model_size(args):
 
 
 def validate(args):
-    """Reject impossible combinations before any work; returns the first problem or None."""
+    """Reject impossible combinations before any work; returns the first problem or None.
+
+    An evaluation run (--only_test) is checked again once the checkpoint's hyperparameters (its modality,
+    its data) are known; before that, the checks that depend on them wait.
+    """
+    trained_model_known = not args.only_test or getattr(args, "trained_hparams_loaded", False)
     for (flag, value), where in PLANNED_VALUES.items():
         if getattr(args, flag) == value:
             return f"--{flag} {value} belongs to {where}, which is not implemented yet"
     if args.modality == "NLP" and args.model_name == "dit":
         return "--model_name dit is an image model; use ebt or baseline_transformer for NLP"
-    if args.modality == "IMG":
+    if args.modality == "IMG" and trained_model_known:
         message = validate_image_args(args)
         if message:
             return message
@@ -369,13 +374,15 @@ def validate(args):
     if args.only_test_model_ckpt and not os.path.isfile(args.only_test_model_ckpt):
         return f"--only_test_model_ckpt {args.only_test_model_ckpt}: no such file"
     if args.infer_ebt_advanced and args.model_name != "ebt":
-        return "--infer_ebt_advanced is EBT thinking; the Transformer++ cannot think longer"
+        return f"--infer_ebt_advanced is EBT thinking; a {args.model_name} model cannot think longer"
     if args.infer_ebt_num_steps < 1 or args.infer_generated_samples < 1:
         return "--infer_ebt_num_steps and --infer_generated_samples must be at least 1"
     if args.infer_ebt_override_alpha < 0:
         return "--infer_ebt_override_alpha must be >= 0"
-    if args.modality == "NLP" and args.execution_mode == "inference" and not (
-            args.only_test and is_downstream(args.dataset_name)):
+    if args.execution_mode == "inference" and not args.only_test:
+        return "--execution_mode inference evaluates a checkpoint: add --only_test --only_test_model_ckpt CKPT"
+    if (args.modality == "NLP" and args.execution_mode == "inference" and trained_model_known
+            and not is_downstream(args.dataset_name)):
         return ("--execution_mode inference generates answers: use it with --only_test --only_test_model_ckpt CKPT "
                 "and a question/answer set (gsm8k, squad, ai2arc, bigbench_<task>, lambada, planbench)")
     if args.infer_max_gen_len < 1 or args.infer_temp < 0 or not 0 < args.infer_topp <= 1 or args.infer_topk < 0:
@@ -425,8 +432,6 @@ def validate_image_args(args):
         return "--diffusion_steps >= 1, --infer_increase_steps >= 0 and --infer_recurse_diffusion_n_times >= 0, please"
     if args.execution_mode == "finetune":
         return "--execution_mode finetune is for question/answer text sets"
-    if args.execution_mode == "inference" and not args.only_test:
-        return "--execution_mode inference denoises a test set: add --only_test --only_test_model_ckpt CKPT"
     return None
 
 
@@ -479,7 +484,13 @@ def inherit_checkpoint_hparams(args, argv, trained, finetune=False):
             hp[name] = value
     if not finetune:
         hp["finetuning_model_ckpt"] = ""  # evaluation loads the checkpoint itself
-    return argparse.Namespace(**hp)
+    hp = argparse.Namespace(**hp)
+    hp.trained_hparams_loaded = True
+    message = validate(hp)
+    if message:
+        raise UsageError(f"train_model.py: error: {message}")
+    del hp.trained_hparams_loaded  # not a hyperparameter: keep it out of the checkpoint it writes
+    return hp
 
 
 def parse_args(argv=None):

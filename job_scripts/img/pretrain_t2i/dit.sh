@@ -1,0 +1,58 @@
+#!/bin/bash
+### ADDITIONAL RUN INFO ###
+#SBATCH --array=0
+#SBATCH --time=3-00:00:00
+#SBATCH --nodes=1
+#SBATCH --gpus-per-node=2
+#SBATCH --job-name=dit_t2i
+#SBATCH --output=logs/slurm/img/%x_%A_%a.out
+# Text-to-image DiT baseline (spec 8, 5.5): large DiT on 32x32x4 SD-VAE latents of 256x256 COCO-2014 images,
+# patch 2, CLIP-large caption embedding added to the timestep embedding, eps + learned-sigma loss over the
+# whole 1000-step schedule, no weight decay; batch 128 x 2 GPUs.
+# Run with `bash <this script>` on a GPU node, or `sbatch <this script>`; extra flags are appended.
+
+RUN_NAME="dit-large-bs_256_t2i_lr_"
+MODEL_NAME="${RUN_NAME%%-*}"
+MODEL_SIZE="${RUN_NAME#*-}"; MODEL_SIZE="${MODEL_SIZE%%-*}"
+mkdir -p logs/slurm/img/
+lr=(0.0001)  # indexed by SLURM_ARRAY_TASK_ID; plain bash uses index 0
+
+python train_model.py \
+--run_name ${RUN_NAME}${lr[${SLURM_ARRAY_TASK_ID:-0}]} \
+--modality "IMG" \
+--model_name ${MODEL_NAME} \
+--model_size ${MODEL_SIZE} \
+\
+--image_task "t2i" \
+--clip_text_encoder_size "large" \
+--image_dims 256 256 \
+--patch_size 2 \
+--ffn_dim_multiplier 1 \
+--diffusion_steps 1000 \
+\
+--gpus "-1" \
+\
+--peak_learning_rate ${lr[${SLURM_ARRAY_TASK_ID:-0}]} \
+--batch_size_per_device 128 \
+--accumulate_grad_batches 1 \
+--gradient_clip_val 1.0 \
+\
+--weight_decay 0.0 \
+--min_lr_scale 10 \
+--max_steps 100000 \
+--max_scheduling_steps 1000000 \
+--warm_up_steps 10000 \
+\
+--dataset_name "coco_medium" \
+--num_workers 12 \
+--check_val_every_n_epoch 5 \
+--val_check_interval 1.0 \
+--log_every_n_steps 20 \
+--log_image_every_n_steps 1500 \
+\
+--wandb_project "img_t2i" \
+\
+--log_model_archi \
+--log_gradients \
+--set_matmul_precision "medium" \
+${SLURM_ARRAY_TASK_ID:+--is_slurm_run} "$@"

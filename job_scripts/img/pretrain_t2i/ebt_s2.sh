@@ -1,0 +1,68 @@
+#!/bin/bash
+### ADDITIONAL RUN INFO ###
+#SBATCH --array=0
+#SBATCH --time=3-00:00:00
+#SBATCH --nodes=1
+#SBATCH --gpus-per-node=1
+#SBATCH --job-name=ebt_t2i_s2
+#SBATCH --output=logs/slurm/img/%x_%A_%a.out
+# Text-to-image EBT with the System 2 options (spec 8; "untested" by the authors): xxs EBT on 16x16x4 latents
+# of 128x128 COCO-2014 images, patch 2, CLIP-large captions; fixed alpha 3000 x U[1/2, 2], 2-5 steps of one landscape,
+# Langevin noise 3, no detach + truncation; batch 256 on one GPU, 200k steps.
+# Run with `bash <this script>` on a GPU node, or `sbatch <this script>`; extra flags are appended.
+
+RUN_NAME="ebt-xxs-bs_256_t2i_s2_lr_"
+MODEL_NAME="${RUN_NAME%%-*}"
+MODEL_SIZE="${RUN_NAME#*-}"; MODEL_SIZE="${MODEL_SIZE%%-*}"
+mkdir -p logs/slurm/img/
+lr=(0.0004)  # indexed by SLURM_ARRAY_TASK_ID; plain bash uses index 0
+
+python train_model.py \
+--run_name ${RUN_NAME}${lr[${SLURM_ARRAY_TASK_ID:-0}]} \
+--modality "IMG" \
+--model_name ${MODEL_NAME} \
+--model_size ${MODEL_SIZE} \
+\
+--image_task "t2i" \
+--clip_text_encoder_size "large" \
+--image_dims 128 128 \
+--patch_size 2 \
+--ffn_dim_multiplier 1 \
+\
+--denoising_initial_condition "random_noise" \
+--mcmc_step_size 3000 \
+--no-mcmc_step_size_learnable \
+--randomize_mcmc_step_size_scale 2 \
+--randomize_mcmc_num_steps 4 \
+--randomize_mcmc_num_steps_min 4 \
+--no_mcmc_detach \
+--truncate_mcmc \
+--langevin_dynamics_noise 3.0 \
+--mcmc_num_steps 1 \
+\
+--gpus "-1" \
+\
+--peak_learning_rate ${lr[${SLURM_ARRAY_TASK_ID:-0}]} \
+--batch_size_per_device 256 \
+--accumulate_grad_batches 1 \
+--gradient_clip_val 1.0 \
+\
+--weight_decay 0.01 \
+--min_lr_scale 10 \
+--max_steps 200000 \
+--max_scheduling_steps 1000000 \
+--warm_up_steps 10000 \
+\
+--dataset_name "coco_medium" \
+--num_workers 12 \
+--check_val_every_n_epoch 5 \
+--val_check_interval 1.0 \
+--log_every_n_steps 20 \
+--log_image_every_n_steps 1500 \
+\
+--wandb_project "img_t2i" \
+\
+--log_model_archi \
+--log_gradients \
+--set_matmul_precision "medium" \
+${SLURM_ARRAY_TASK_ID:+--is_slurm_run} "$@"
