@@ -269,7 +269,8 @@ class ModelTrainer(L.LightningModule):
         every = self.hparams.log_image_every_n_steps
         if every > 0 and batch_idx % every == 0 and self.image_dir and self.global_rank == 0:
             name = f"test_noise_{self.hparams.denoise_images_noise_level}_batch_{batch_idx}.png"
-            save_image_grid(os.path.join(self.image_dir, name), [out["noised"], out["denoised"], batch["image"]])
+            self.log_picture("test_images", save_image_grid(os.path.join(self.image_dir, name),
+                                                            [out["noised"], out["denoised"], batch["image"]]))
 
     def image_report(self, metric, prefix):
         mean_mse, mean_psnr = metric.compute()
@@ -306,8 +307,14 @@ class ModelTrainer(L.LightningModule):
                 else:
                     denoised = self.model.denoise(noised, t)[0].states[-1]
                 rows = [noised, denoised, clean]
-        save_image_grid(os.path.join(self.image_dir, name), rows)
+        self.log_picture("training_images", save_image_grid(os.path.join(self.image_dir, name), rows))
         self.model.train(was_training)
+
+    def log_picture(self, key, path):
+        """A saved grid also goes to W&B when it logs this run."""
+        for logger in self.loggers:
+            if hasattr(logger, "log_image"):
+                logger.log_image(key=key, images=[path], step=self.global_step)
 
     def on_test_epoch_end(self):
         if self.hparams.execution_mode == "inference":

@@ -127,3 +127,16 @@ def test_training_noise_is_the_noise_levels_timestep_unless_randomized():
     assert model.noising.timestep_for(0.2) == 199
     with pytest.raises(ValueError, match="outside this model's schedule"):
         model.noising.timestep_for(1.5)
+
+
+@pytest.mark.slow
+def test_wandb_offline_image_run_receives_the_picture_grids(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    argv = [a for a in TINY if a != "--no_wandb"]
+    argv[argv.index("--max_steps") + 1] = "10"
+    argv[argv.index("--log_image_every_n_steps") + 1] = "5"
+    argv[argv.index("--val_check_interval") + 1] = "10"
+    assert train_model.main(argv + ["--model_name", "ebt", "--log_dir", str(tmp_path), "--run_name", "w"]) == 0
+    media = glob.glob(str(tmp_path / "w" / "*" / "wandb" / "offline-run-*" / "files" / "media" / "images" / "*.png"))
+    assert len(media) >= 3, media  # steps 5 and 10, and the test batch
