@@ -257,6 +257,28 @@ def test_ddim_with_an_oracle_recovers_x0_in_t_plus_one_calls(t):
     assert calls == list(range(t, -1, -1))
 
 
+def test_ddim_step_against_a_hand_computation_and_eta_zero_is_deterministic():
+    """x_{t-1} = sqrt(abar_{t-1}) x0_hat + sqrt(1 - abar_{t-1}) eps, x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t),
+    from the standard 1000-step linear schedule written out here."""
+    diffusion = gd.GaussianDiffusion(1000)
+    betas = [1e-4 + (0.02 - 1e-4) * i / 999 for i in range(1000)]
+    abar = [math.prod(1 - b for b in betas[:i + 1]) for i in (49, 50)]
+    torch.manual_seed(0)
+    x_t = torch.randn(2, 3, 4, 4, dtype=torch.float64) * 0.3
+    eps = torch.randn(2, 3, 4, 4, dtype=torch.float64) * 0.1
+    model_fn = lambda x, t: torch.cat([eps, torch.zeros_like(eps)], dim=1)
+    t = torch.full((2,), 50)
+    x0_hat = (x_t - math.sqrt(1 - abar[1]) * eps) / math.sqrt(abar[1])
+    expected = math.sqrt(abar[0]) * x0_hat + math.sqrt(1 - abar[0]) * eps
+    step = diffusion.ddim_sample(model_fn, x_t, t, eta=0.0, clip_denoised=False)
+    torch.testing.assert_close(step, expected, rtol=1e-9, atol=1e-9)
+    noisy_model = lambda x, t: torch.cat([torch.tanh(x), torch.zeros_like(x)], dim=1)
+    first = diffusion.ddim_sample_loop(noisy_model, noise=x_t, timestep_start=20)
+    torch.manual_seed(123)  # the global RNG must not matter with eta 0
+    torch.testing.assert_close(diffusion.ddim_sample_loop(noisy_model, noise=x_t, timestep_start=20), first,
+                               rtol=0, atol=0)
+
+
 def test_ancestral_step_mean_is_the_posterior_mean():
     diffusion = gd.GaussianDiffusion(1000)
     x0, t, x_t = noised_batch(diffusion, 99, torch.float64)
