@@ -254,6 +254,33 @@ class TextToImageEBTConfig(TextToImageConfig, ThinkingConfig):
 
 
 @dataclass
+class VideoConfig(TransformerConfig):
+    """Next-frame prediction in a frozen encoder's feature space (spec 6.1, 6.2): the causal trunk sees
+    frame features down-projected to its width; predictions live in the feature space."""
+    feature_dim: int = 3136  # the encoder's per-frame feature size (SD-VAE latents of 224x224 frames)
+    weight_tie_vae_proj: bool = False  # Transformer++: the up-projection is the down-projection transposed
+
+
+@dataclass
+class VideoEBTConfig(VideoConfig, ThinkingConfig):
+    """Autoregressive EBT over frame features: the trunk options of text (ebt_type, ...) and the thinking."""
+    ebt_type: str = "time_embed"
+    denoising_initial_condition: str = "random_noise"  # random_noise | zeros | most_recent_embedding
+    gaussian_random_noise_scaling: float = 1.0
+    mcmc_step_size: float = 30000.0
+    activation_checkpointing: bool = False
+
+    def __post_init__(self):
+        VideoConfig.__post_init__(self)
+        ThinkingConfig.__post_init__(self)
+        if self.ebt_type not in EBT_TYPES:
+            raise ValueError(f"ebt_type {self.ebt_type!r} is not one of {EBT_TYPES}")
+        if self.denoising_initial_condition not in ("random_noise", "zeros", "most_recent_embedding"):
+            raise ValueError("denoising_initial_condition must be random_noise, zeros or most_recent_embedding "
+                             "for video")
+
+
+@dataclass
 class InferenceConfig(_FromHparams):
     """System 2 thinking at test time (spec 4.1, 4.2); used with --infer_ebt_advanced."""
     infer_ebt_num_steps: int = 1

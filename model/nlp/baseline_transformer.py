@@ -19,9 +19,16 @@ class Baseline_Transformer_NLP(nn.Module):
         self.output = nn.Linear(cfg.embedding_dim, cfg.vocab_size, bias=False)
         init_linear(self.output, cfg.weight_initialization_method, cfg.weight_initialization_gain)
 
+    def embed_observed(self, input_ids):
+        return self.embeddings(input_ids)
+
+    def head(self, hidden):
+        """Trunk outputs (B, n, D) -> next-token logits (B, n, V)."""
+        return self.output(hidden)
+
     def forward(self, input_ids):
         """input_ids (B, n) -> logits (B, n, V)."""
-        return self.output(self.transformer(self.embeddings(input_ids)))
+        return self.head(self.transformer(self.embed_observed(input_ids)))
 
     def forward_loss_wrapper(self, batch, phase="train"):
         inputs, targets = inputs_and_targets(batch, self.cfg.pad_token_id)

@@ -41,6 +41,10 @@ class EBT_NLP(EnergyMinimizer):
         """With normalize_initial_condition the energy sees probabilities (and dE/dp is taken, spec 2.6)."""
         return torch.softmax(logits, dim=-1)
 
+    def embed_observed(self, input_ids):
+        """Observed tokens (B, n) -> (B, n, D)."""
+        return self.embeddings(input_ids)
+
     def embed_prediction(self, prediction):
         """Predicted distributions (or raw logits without normalisation) (B, n, V) -> (B, n, D)."""
         if self.cfg.vocab_to_embed_uses_prob_dist:

@@ -1,0 +1,22 @@
+"""What both video models share: frame features from a batch, next-frame targets and the loss."""
+import torch.nn.functional as F
+
+
+def frame_features(batch, encoder):
+    """(B, C+1, F) features of a batch: pre-encoded latents, or frames run through the frozen encoder."""
+    if "latents" in batch:
+        return batch["latents"].float()
+    if encoder is None:
+        raise ValueError("this video model has no frame encoder attached; give it pre-encoded latents "
+                         "(batch['latents']) or build it with an encoder")
+    return encoder.encode(batch["video"]).float()
+
+
+def inputs_and_targets(features):
+    """Features of C+1 frames -> inputs (frames 0..C-1) and next-frame targets (frames 1..C)."""
+    return features[:, :-1], features[:, 1:]
+
+
+def next_frame_loss(predicted, targets):
+    """SmoothL1 (beta 1) between predicted and true next-frame features (spec 6.1)."""
+    return F.smooth_l1_loss(predicted.float(), targets.float(), beta=1.0)

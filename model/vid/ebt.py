@@ -1,0 +1,120 @@
+"""Autoregressive EBT for video: next-frame prediction in a frozen encoder's feature space (spec 6.1).
+
+    features f_0..f_C of C+1 frames (SD-VAE latents, DINOv2 CLS features or raw pixels; model/vid/encoders.py)
+    observed  o_i = down(f_i)                            down: Linear(F, D), identity when F == D
+    thinking  p <- p - alpha * dE(o_<=i, down(p))/dp     p lives in the feature space (B, n, F)
+    loss      mean over steps of SmoothL1(p_step, f_{i+1})
+
+The trunk, its fast observed-stream cache, every ebt_type and the thinking loop are the text EBT's
+(model/ar_ebt.py, model/thinking.py); only the prediction space differs: no softmax, predictions are
+feature vectors. Initial guesses: random noise, zeros, or a copy of the most recent frame's features.
+Langevin noise is added to the prediction in the feature space (the published code added it after the
+down-projection) and, unlike the published video model, honours --no_langevin_during_eval; System 2
+thinking at test time (more steps, best-of-N by energy) works here (the published model raised).
+"""
+import torch
+import torch.nn as nn
+
+from model.ar_ebt import AutoregressiveEBT
+from model.blocks import init_linear
+from model.config import VideoEBTConfig
+from model.thinking import EnergyMinimizer
+from model.vid.common import frame_features, inputs_and_targets, next_frame_loss
+
+
+class EBT_VID(EnergyMinimizer):
+    """Feature down-projection + the AR EBT trunk + alpha; a frozen frame encoder kept outside the weights."""
+
+    def __init__(self, hparams, encoder=None):
+        cfg = hparams if isinstance(hparams, VideoEBTConfig) else VideoEBTConfig.from_hparams(hparams)
+        super().__init__(cfg)
+        self.landscape_conditioned = cfg.ebt_type != "default"
+        self.encoder_down_projection = nn.Identity()
+        if cfg.feature_dim != cfg.embedding_dim:
+            self.encoder_down_projection = nn.Linear(cfg.feature_dim, cfg.embedding_dim, bias=True)
+            init_linear(self.encoder_down_projection, "xavier")
+        self.transformer = AutoregressiveEBT(cfg)
+        self._encoder = [encoder]  # in a list: frozen, not a submodule, not in the state dict
+
+    @property
+    def encoder(self):
+        return self._encoder[0]
+
+    def embed_observed(self, features):
+        """(B, n, F) features of observed frames -> (B, n, D) trunk inputs."""
+        return self.encoder_down_projection(features)
+
+    def embed_prediction(self, prediction):
+        """Predicted features (B, n, F) -> (B, n, D); the same projection as the observed frames."""
+        return self.encoder_down_projection(prediction)
+
+    def initial_features(self, observed_features, rows=None):
+        """The initial guess (rows, n, F) for the frames after `observed_features` (B, n, F)."""
+        if rows is not None and rows != observed_features.shape[0]:
+            observed_features = observed_features.repeat_interleave(rows // observed_features.shape[0], 0)
+        kind = self.cfg.denoising_initial_condition
+        if kind == "most_recent_embedding":
+            return observed_features.detach().clone()
+        if kind == "zeros":
+            return torch.zeros_like(observed_features)
+        return torch.randn_like(observed_features) * self.cfg.gaussian_random_noise_scaling
+
+    def energy_function(self, observed_features, learning):
+        """E(prediction (B, n, F), landscape) -> (B, n) against observed frames (B, n, F)."""
+        observed = self.embed_observed(observed_features)
+        trunk, caches = self.transformer, {}
+
+        def energy(p, landscape):
+            key = landscape if trunk.observed_depends_on_landscape else None
+            if key not in caches:
+                with torch.set_grad_enabled(learning):
+                    caches[key] = trunk.observe(observed, landscape)
+            return trunk.energies(caches[key], self.embed_prediction(p), landscape)
+
+        return energy
+
+    def think_about(self, energy_fn, B, n, device, learning=False, final_energy=False, latest=None):
+        """Thinking over (B, n) predictions for any energy function; `latest` (B, n, F) are the newest observed
+        features at those positions (copied by the most_recent_embedding initial guess)."""
+        return self.minimize(energy_fn, self.initial_features(latest), (B, n, 1), learning, final_energy)
+
+    def advanced_think_about(self, energy_for, B, n, device, icfg, latest=None):
+        """System 2 thinking at test time; best-of-N keeps, per position, the sample of lowest energy."""
+        return self.minimize_best_of(energy_for, lambda rows: self.initial_features(latest, rows), B, icfg)
+
+    def forward(self, features, learning=False, final_energy=False):
+        """Think about the next frame at every position. features (B, n, F) -> ThinkingResult of (B, n, F)."""
+        B, n, _ = features.shape
+        return self.think_about(self.energy_function(features, learning), B, n, features.device, learning,
+                                final_energy, latest=features)
+
+    def advanced_inference(self, features, icfg):
+        energy_for = lambda G: self.energy_function(features.repeat_interleave(G, dim=0), learning=False)
+        return self.advanced_think_about(energy_for, features.shape[0], features.shape[1], features.device, icfg,
+                                         latest=features)
+
+    def forward_loss_wrapper(self, batch, phase="train", final_energy=None, inference=None):
+        """Loss and logs for a batch of C+1 frames: {"video": (B, C+1, 3, H, W)} or {"latents": (B, C+1, F)}."""
+        inputs, targets = inputs_and_targets(frame_features(batch, self.encoder))
+        training = phase == "train"
+        final_energy = not training if final_energy is None else final_energy
+        if inference is not None:
+            result, final_energy = self.advanced_inference(inputs, inference), True
+        else:
+            result = self(inputs, learning=training, final_energy=final_energy)
+        step_losses = torch.stack([next_frame_loss(p, targets) for p in result.states])
+        loss = step_losses[-1] if self.cfg.truncate_mcmc else step_losses.mean()
+        step_energies = torch.stack([e.detach().mean() for e in result.energies])
+        out = {
+            "loss": loss,
+            "initial_loss": step_losses[0].detach(),
+            "final_step_loss": step_losses[-1].detach(),
+            "initial_final_pred_energies_gap": step_energies[0] - step_energies[-1],
+            "mse_loss": (result.states[-1].detach() - targets).pow(2).mean(),
+            "step_losses": step_losses.detach(),
+            "step_energies": step_energies,
+            "count": torch.tensor(targets.shape[0] * targets.shape[1], device=targets.device),
+        }
+        if final_energy:
+            out["final_energy"] = result.final_energy.mean()
+        return out
