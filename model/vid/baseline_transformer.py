@@ -11,11 +11,12 @@ import torch.nn.functional as F
 
 from model.blocks import init_linear
 from model.config import VideoConfig
+from model.img.encoders import FollowsDevice
 from model.transformer import CausalTransformer
 from model.vid.common import frame_features, inputs_and_targets, next_frame_loss
 
 
-class Baseline_Transformer_VID(nn.Module):
+class Baseline_Transformer_VID(FollowsDevice, nn.Module):
     """Feature projections around the Transformer++ trunk; a frozen frame encoder kept outside the weights."""
 
     def __init__(self, hparams, encoder=None):
@@ -33,11 +34,7 @@ class Baseline_Transformer_VID(nn.Module):
         self.transformer = CausalTransformer(cfg)
         self.output = nn.Linear(D, D, bias=False)
         init_linear(self.output, cfg.weight_initialization_method, cfg.weight_initialization_gain)
-        self._encoder = [encoder]  # in a list: frozen, not a submodule, not in the state dict
-
-    @property
-    def encoder(self):
-        return self._encoder[0]
+        self.encoders = encoder  # a plain object: frozen, not a submodule, not in the state dict; follows .to()
 
     def embed_observed(self, features):
         return self.encoder_down_projection(features) if self.project else features
@@ -58,7 +55,7 @@ class Baseline_Transformer_VID(nn.Module):
         return self.head(self.transformer(self.embed_observed(features)))
 
     def forward_loss_wrapper(self, batch, phase="train", **unused):
-        inputs, targets = inputs_and_targets(frame_features(batch, self.encoder))
+        inputs, targets = inputs_and_targets(frame_features(batch, self.encoders))
         predicted = self(inputs)
         loss = next_frame_loss(predicted, targets)
         return {

@@ -18,11 +18,12 @@ import torch.nn as nn
 from model.ar_ebt import AutoregressiveEBT
 from model.blocks import init_linear
 from model.config import VideoEBTConfig
+from model.img.encoders import FollowsDevice
 from model.thinking import EnergyMinimizer
 from model.vid.common import frame_features, inputs_and_targets, next_frame_loss
 
 
-class EBT_VID(EnergyMinimizer):
+class EBT_VID(FollowsDevice, EnergyMinimizer):
     """Feature down-projection + the AR EBT trunk + alpha; a frozen frame encoder kept outside the weights."""
 
     def __init__(self, hparams, encoder=None):
@@ -34,11 +35,7 @@ class EBT_VID(EnergyMinimizer):
             self.encoder_down_projection = nn.Linear(cfg.feature_dim, cfg.embedding_dim, bias=True)
             init_linear(self.encoder_down_projection, "xavier")
         self.transformer = AutoregressiveEBT(cfg)
-        self._encoder = [encoder]  # in a list: frozen, not a submodule, not in the state dict
-
-    @property
-    def encoder(self):
-        return self._encoder[0]
+        self.encoders = encoder  # a plain object: frozen, not a submodule, not in the state dict; follows .to()
 
     def embed_observed(self, features):
         """(B, n, F) features of observed frames -> (B, n, D) trunk inputs."""
@@ -95,7 +92,7 @@ class EBT_VID(EnergyMinimizer):
 
     def forward_loss_wrapper(self, batch, phase="train", final_energy=None, inference=None):
         """Loss and logs for a batch of C+1 frames: {"video": (B, C+1, 3, H, W)} or {"latents": (B, C+1, F)}."""
-        inputs, targets = inputs_and_targets(frame_features(batch, self.encoder))
+        inputs, targets = inputs_and_targets(frame_features(batch, self.encoders))
         training = phase == "train"
         final_energy = not training if final_energy is None else final_energy
         if inference is not None:
