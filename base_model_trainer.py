@@ -8,13 +8,17 @@ from argparse import Namespace
 import lightning as L
 import torch
 import torchmetrics
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 
 from data.img.splits import build_image_splits, image_collate
+from data.vid.splits import build_video_splits
+from data.vid.transforms import denormalize_frames
+from data.vid_latents import LatentVideoDataset
 from data.nlp import build_collator, build_splits, load_tokenizer, reference_answer
 from data.samplers import ResumableBatchSampler
 from inference.img.generate_image import denoise_batch, psnr, save_image_grid
 from inference.nlp.generate_text import SamplingConfig, generate
+from inference.vid.generate_video import rollout, rollout_metrics, save_frame_strips
 from model.config import InferenceConfig
 from model.img.dit_denoise import DiT_IMG_Denoise
 from model.img.dit_t2i import DiT_IMG_T2I
@@ -22,12 +26,17 @@ from model.img.ebt_denoise import EBT_IMG_Denoise
 from model.img.ebt_t2i import EBT_IMG_T2I
 from model.nlp.baseline_transformer import Baseline_Transformer_NLP
 from model.nlp.ebt import EBT_NLP
+from model.vid.baseline_transformer import Baseline_Transformer_VID
+from model.vid.common import frame_features
+from model.vid.ebt import EBT_VID
+from model.vid.encoders import build_frame_encoder
 from utils.metrics import exact_match, token_f1
 from utils.optimization import build_lr_scheduler, build_param_groups
 
 MODELS = {("NLP", "ebt"): EBT_NLP, ("NLP", "baseline_transformer"): Baseline_Transformer_NLP,
           ("IMG", "ebt"): EBT_IMG_Denoise, ("IMG", "dit"): DiT_IMG_Denoise,
-          ("IMG-t2i", "ebt"): EBT_IMG_T2I, ("IMG-t2i", "dit"): DiT_IMG_T2I}
+          ("IMG-t2i", "ebt"): EBT_IMG_T2I, ("IMG-t2i", "dit"): DiT_IMG_T2I,
+          ("VID", "ebt"): EBT_VID, ("VID", "baseline_transformer"): Baseline_Transformer_VID}
 
 
 def build_model(hp):
@@ -37,7 +46,15 @@ def build_model(hp):
     if key not in MODELS:
         raise ValueError(f"no model for --modality {key[0]} --model_name {key[1]}; "
                          f"available: {sorted(MODELS)}")
+    if hp["modality"] == "VID":
+        return MODELS[key](hp, encoder=build_video_encoder(hp))
     return MODELS[key](hp)
+
+
+def build_video_encoder(hp):
+    """The frozen frame encoder of --backbone_type (pixels, vae, dinov2)."""
+    return build_frame_encoder(hp["backbone_type"], list(hp["image_dims"]), hp["vit_backbone_size"], hp["vae_path"],
+                               hp["sdxl_vae_standardization"], hp["pixel_pooling"])
 
 
 def step_seed(seed, step, rank=0, phase="train"):
@@ -105,11 +122,15 @@ class ModelTrainer(L.LightningModule):
         if hp.get("modality") == "IMG" and hp.get("trained_noise_level") is None:
             # the schedule is built for the training level; a test may then ask for another level
             hp["trained_noise_level"] = hp["denoise_images_noise_level"]
+        if hp.get("modality") == "VID" and hp.get("feature_dim") is None:
+            hp["feature_dim"] = build_video_encoder(hp).feature_dim  # the space the models predict in
         self.save_hyperparameters(hp)
         self.model = build_model(self.hparams)
         is_ebt = hp["model_name"] == "ebt"
         self.is_image = hp.get("modality") == "IMG"
         self.is_text_to_image = self.is_image and hp.get("image_task") == "t2i"
+        self.is_video = hp.get("modality") == "VID"
+        self.rollout_metrics = {}  # --infer_generate_video: name -> MeanMetric
         self.inference = InferenceConfig.from_hparams(hp) if is_ebt and hp.get("infer_ebt_advanced") else None
         num_steps = self.model.num_evaluation_steps() if is_ebt else 1
         self.valid_metric = TokenWeightedLoss(num_steps)
@@ -129,7 +150,9 @@ class ModelTrainer(L.LightningModule):
         if self._data_ready:  # built once, also when train_model.py builds it before Lightning
             return
         hp = Namespace(**self.hparams)
-        if self.is_image:
+        if self.is_video:
+            self.train_dataset, self.valid_dataset, self.test_dataset = self.video_splits(hp, stage)
+        elif self.is_image:
             self.train_dataset, self.valid_dataset, self.test_dataset = build_image_splits(
                 hp.dataset_name, hp.image_dims, hp.seed, hp.dataset_dir or None,
                 clip_tokenizer=self.model.tokenizer if self.is_text_to_image else None,
@@ -141,11 +164,48 @@ class ModelTrainer(L.LightningModule):
             self.train_dataset, self.valid_dataset, self.test_dataset = build_splits(hp, self.tokenizer, stage)
         self._data_ready = True
 
+    @property
+    def video_normalization(self):
+        """How frames are normalised: the flags' choice, else what the encoder expects."""
+        hp = self.hparams
+        return ("vae" if hp.vae_normalization else "custom" if hp.custom_image_normalization
+                else self.model.encoders.input_normalization)
+
+    def video_splits(self, hp, stage):
+        """Clips of context_length + 1 frames: pre-encoded latents (--latents_dir/<split>) or decoded videos."""
+        if hp.latents_dir:
+            splits = []
+            for split in ("train", "validation", "test"):
+                folder = os.path.join(hp.latents_dir, split)
+                if not os.path.isdir(folder) or (stage == "test") != (split == "test"):
+                    splits.append(None)
+                    continue
+                dataset = LatentVideoDataset(folder)
+                dataset.check_encoder(self.model.encoders)
+                if dataset.num_frames != hp.context_length + 1:
+                    raise ValueError(f"--latents_dir {folder} holds clips of {dataset.num_frames} frames; this run "
+                                     f"needs {hp.context_length + 1} (--context_length + 1)")
+                splits.append(dataset)
+            needed = ["test"] if stage == "test" else ["train", "validation"]
+            missing = [n for n, d in zip(("train", "validation", "test"), splits) if d is None and n in needed]
+            if missing:
+                raise ValueError(f"--latents_dir {hp.latents_dir} has no {' / '.join(missing)} split; pre-encode it "
+                                 f"with python utils/pre_encode_videos.py --split {missing[0]} ...")
+            return tuple(splits)
+        return build_video_splits(
+            hp.dataset_name, hp.context_length + 1, list(hp.image_dims), hp.seed, hp.dataset_dir or None,
+            normalization=self.video_normalization, time_between_frames=hp.time_between_frames,
+            sampling_rate=hp.sampling_rate, use_raw_framerate=hp.use_raw_framerate,
+            no_randomness=hp.no_randomness_dataloader, validation_fraction=hp.validation_split_pct,
+            stage="test" if stage == "test" else None)
+
     def _loader_kwargs(self):
         workers = self.hparams.num_workers
-        collate = image_collate if self.is_image else build_collator(self.hparams, self.tokenizer)
+        collate = (default_collate if self.is_video else image_collate if self.is_image
+                   else build_collator(self.hparams, self.tokenizer))
+        # video clips are drawn per epoch (set_epoch): workers must restart each epoch to see it
         return dict(collate_fn=collate, num_workers=workers,
-                    persistent_workers=workers > 0,
+                    persistent_workers=workers > 0 and not self.is_video,
                     pin_memory=torch.cuda.is_available(),
                     prefetch_factor=self.hparams.prefetch_factor if workers > 0 else None)
 
@@ -207,6 +267,10 @@ class ModelTrainer(L.LightningModule):
             torch.manual_seed(step_seed(self.hparams.seed, step, self.global_rank, phase))
             yield
 
+    def on_train_epoch_start(self):
+        if hasattr(self.train_dataset, "set_epoch"):  # a new random window of every video each epoch
+            self.train_dataset.set_epoch(self.current_epoch)
+
     def on_train_batch_start(self, batch, batch_idx):
         # also after resuming past the warm-up: the switch is not part of the weights
         if (not getattr(self, "_warm_up_done", False) and self.global_step >= self.hparams.warm_up_steps
@@ -246,6 +310,8 @@ class ModelTrainer(L.LightningModule):
         self.valid_images.reset()
 
     def test_step(self, batch, batch_idx):
+        if self.is_video and self.hparams.infer_generate_video:
+            return self.rollout_step(batch, batch_idx)
         if self.is_text_to_image:
             self.test_metric.update(self._forward(batch, "test", batch_idx))
             every = self.hparams.log_image_every_n_steps
@@ -271,6 +337,34 @@ class ModelTrainer(L.LightningModule):
             name = f"test_noise_{self.hparams.denoise_images_noise_level}_batch_{batch_idx}.png"
             self.log_picture("test_images", save_image_grid(os.path.join(self.image_dir, name),
                                                             [out["noised"], out["denoised"], batch["image"]]))
+
+    def rollout_step(self, batch, batch_idx):
+        """--infer_generate_video: condition on the first frames, predict the rest one at a time (cached), score
+        them against the true features and save real-vs-predicted strips (spec 6.4)."""
+        hp = self.hparams
+        features = frame_features(batch, self.model.encoders)
+        k, total = hp.infer_video_condition_frames, hp.infer_max_gen_len
+        with self.seeded("test", batch_idx):
+            predicted = rollout(self.model, features, k, total, self.inference)
+        metrics = rollout_metrics(predicted, features[:, k:total])
+        for name, value in metrics.items():
+            values = value if isinstance(value, list) else [value]
+            for i, v in enumerate(values):
+                key = f"test_{name}" if len(values) == 1 else f"test_mse_frame_{k + i}"
+                if key not in self.rollout_metrics:
+                    self.rollout_metrics[key] = torchmetrics.MeanMetric().to(self.device)
+                self.rollout_metrics[key].update(v, weight=features.shape[0])
+        every = hp.log_image_every_n_steps
+        if every > 0 and batch_idx % every == 0 and self.image_dir and self.global_rank == 0:
+            encoder = self.model.encoders
+            # back to frames, then to [0, 1] from the data's normalisation (aggregate + custom mixes two)
+            if encoder.can_decode and not (hp.dataset_name == "aggregate" and self.video_normalization == "custom"):
+                to_pixels = lambda f: denormalize_frames(encoder.decode(f), self.video_normalization,
+                                                         hp.dataset_name)[0].clamp(0, 1)
+                real = to_pixels(features[:1, :total])
+                fake = to_pixels(torch.cat([features[:1, :k], predicted[:1]], 1))
+                base = os.path.join(self.image_dir, f"rollout_batch_{batch_idx}")
+                self.log_picture("rollouts", save_frame_strips(base + ".png", [real, fake], base + ".gif"))
 
     def image_report(self, metric, prefix):
         mean_mse, mean_psnr = metric.compute()
@@ -322,6 +416,11 @@ class ModelTrainer(L.LightningModule):
             self.exact_match.reset()
             self.token_f1.reset()
             return
+        if self.rollout_metrics:
+            self.log_dict({k: m.compute() for k, m in self.rollout_metrics.items()})
+            for metric in self.rollout_metrics.values():
+                metric.reset()
+            return
         report = self.loss_report(self.test_metric, "test")
         if self.is_image and not self.is_text_to_image:
             report.update(self.image_report(self.test_images, "test"))
@@ -366,11 +465,12 @@ class ModelTrainer(L.LightningModule):
         perplexities and energies (energy_step_i: before step i; energy_final: after thinking)."""
         step_losses, step_energies = map(torch.atleast_1d, metric.compute())  # 1 step comes back 0-d
         report = {f"{prefix}_loss": step_losses.mean().float(), f"{prefix}_final_step_loss": step_losses[-1].float()}
-        if not self.is_image:
+        is_text = not (self.is_image or self.is_video)
+        if is_text:
             report[f"{prefix}_perplexity"] = step_losses[-1].exp().float()
         for i, loss in enumerate(step_losses):
             report[f"{prefix}_loss_step_{i + 1}"] = loss.float()
-            if not self.is_image:
+            if is_text:
                 report[f"{prefix}_perplexity_step_{i + 1}"] = loss.exp().float()
         if self.hparams.model_name == "ebt":
             for i, energy in enumerate(step_energies[:-1]):

@@ -56,13 +56,13 @@ def wandb_configured(args):
     return os.path.exists(netrc) and "api.wandb.ai" in open(netrc).read()
 
 
-def print_loss_table(report, prefix, what):
+def print_loss_table(report, prefix, what, kind=None):
     """Loss, perplexity (text) and (EBT) mean energy after each thinking step; PSNR for images."""
     steps = sum(1 for k in report if k.startswith(f"{prefix}_loss_step_"))
     has_energy = f"{prefix}_energy_step_1" in report
     is_text = f"{prefix}_perplexity_step_1" in report
-    kind = ("token-weighted" if is_text else "SmoothL1 to the clean images" if f"{prefix}_psnr" in report
-            else "diffusion training loss")
+    kind = kind or ("token-weighted" if is_text else "SmoothL1 to the clean images" if f"{prefix}_psnr" in report
+                    else "diffusion training loss")
     print(f"\n{what} ({kind}):")
     print(f"  {'after step':>10}  {'loss':>8}" + (f"  {'perplexity':>10}" if is_text else "")
           + (f"  {'energy':>9}" if has_energy else ""))
@@ -82,6 +82,17 @@ def print_loss_table(report, prefix, what):
               f"mean of per-image PSNRs {report[f'{prefix}_psnr_per_image']:.2f} dB)"
               + (f", {passes:.0f} forward passes" if passes else "")
               + (f"; the noisy input: {report[f'{prefix}_noisy_psnr']:.2f} dB" if f"{prefix}_noisy_psnr" in report else ""))
+
+
+def print_rollout(report, args):
+    """Per-generated-frame errors of --infer_generate_video rollouts, in the encoder's feature space."""
+    k = args.infer_video_condition_frames
+    print(f"\nrollouts: {k} real frames, then frames {k}..{args.infer_max_gen_len - 1} predicted one at a time")
+    print(f"  MSE {report['test_mse_loss']:.4f}, SmoothL1 {report['test_smooth_l1_loss']:.4f} (first predicted "
+          f"frame: MSE {report['test_first_frame_mse_loss']:.4f}, SmoothL1 {report['test_first_frame_smooth_l1_loss']:.4f})")
+    frames = sorted((int(key.rsplit("_", 1)[1]), value) for key, value in report.items()
+                    if key.startswith("test_mse_frame_"))
+    print("  MSE per frame: " + ", ".join(f"{i}: {v:.4f}" for i, v in frames))
 
 
 def load_checkpoint_hparams(args, argv, path, flag, finetune=False):
@@ -183,13 +194,15 @@ def main(argv=None):
         module.model = torch.compile(module.model)
     n_params = sum(p.numel() for p in module.model.parameters())
     inputs = (f"vocabulary {args.vocab_size}, context {args.context_length}" if args.modality == "NLP" else
+              f"clips of {args.context_length + 1} frames of {args.image_dims[0]}x{args.image_dims[1]}, "
+              f"{args.backbone_type} features ({module.hparams.feature_dim} per frame)" if args.modality == "VID" else
               f"{args.image_dims[0]}x{args.image_dims[1]} images, patch {args.patch_size}, "
               + (f"noise level {args.denoise_images_noise_level}" if args.image_task == "denoising" else
                  f"text-to-image on VAE latents ({args.vae_path}), CLIP {args.clip_text_encoder_size}"))
     print(f"model: {args.model_name}-{args.model_size} ({args.num_transformer_blocks} layers, "
           f"{args.multiheaded_attention_heads} heads, width {args.embedding_dim}), {n_params / 1e6:.2f}M parameters, "
           f"{inputs}, {accelerator} x {num_devices}, effective batch {args.effective_batch_size}")
-    if args.modality == "IMG":
+    if args.modality in ("IMG", "VID"):
         module.image_dir = os.path.join(run_dir, "images")
     if args.log_model_archi:
         print(module.model)
@@ -266,7 +279,11 @@ def main(argv=None):
     if args.only_test:
         trainer.test(module, verbose=False)
         report = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")}
-        print_loss_table(report, "test", f"{args.dataset_name} test split, checkpoint {args.only_test_model_ckpt}")
+        if args.modality == "VID" and args.infer_generate_video:
+            print_rollout(report, args)
+        else:
+            print_loss_table(report, "test", f"{args.dataset_name} test split, checkpoint {args.only_test_model_ckpt}",
+                             kind="SmoothL1 to the next frame's features" if args.modality == "VID" else None)
         with open(os.path.join(run_dir, "test_report.json"), "w") as f:
             json.dump(report, f, indent=1)
         print(f"report: {os.path.join(run_dir, 'test_report.json')}")
@@ -285,7 +302,8 @@ def main(argv=None):
     if trainer.global_rank != 0:
         return 0
     report = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("valid_")}
-    print_loss_table(report, "valid", "validation")
+    print_loss_table(report, "valid", "validation",
+                     kind="SmoothL1 to the next frame's features" if args.modality == "VID" else None)
     if args.modality == "IMG":  # what the paper compares: PSNR of denoised test images (spec 5.6)
         trainer.test(module, verbose=False)
         test = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")}

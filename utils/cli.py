@@ -12,16 +12,15 @@ import sys
 from data.nlp.datasets import NLP_DATASETS
 from data.nlp.downstream import is_downstream
 from data.img.splits import DATASET_ALIASES, IMAGE_DATASETS
+from data.vid.splits import DATASET_ALIASES as VIDEO_ALIASES
+from data.vid.splits import VIDEO_DATASETS
 from model.config import EBT_TYPES, IMAGE_MODEL_SIZES, MODEL_SIZES, SUGGESTED_PEAK_LR
 
 # Published flags whose features are not implemented yet, and where they will come from.
-PLANNED_FLAGS = {
-    **dict.fromkeys([
-        "backbone_type", "vit_backbone_size", "time_between_frames", "sampling_rate", "use_raw_framerate",
-        "vae_normalization", "sdxl_vae_standardization", "weight_tie_vae_proj", "custom_image_normalization",
-        "infer_video_condition_frames", "infer_generate_video"], "video (issue 5)"),
-}
-PLANNED_VALUES = {("modality", "VID"): "video (issue 5)"}
+# The bundled default data set of each modality (--dataset_name not given).
+DEFAULT_DATASET = {"NLP": "shakespeare", "IMG": "natural_images", "VID": "moving_mnist"}
+# The published frozen VAE of each task (--vae_path not given).
+DEFAULT_VAE = {"IMG": "stabilityai/sd-vae-ft-ema", "VID": "stabilityai/sd-vae-ft-mse"}
 
 
 class UsageError(SystemExit):
@@ -67,8 +66,9 @@ def build_parser():
     g.add_argument("--clip_text_encoder_size", default="base",
                    help="t2i: frozen CLIP text encoder: small | base | large | xl (spec 5.5), a hub name or a local "
                         "directory")
-    g.add_argument("--vae_path", default="stabilityai/sd-vae-ft-ema",
-                   help="t2i: frozen diffusers AutoencoderKL, a hub name or a local directory")
+    g.add_argument("--vae_path", default=None,
+                   help="frozen diffusers AutoencoderKL (t2i, and video with --backbone_type vae): a hub name or a "
+                        "local directory; default: the published stabilityai/sd-vae-ft-ema (t2i) / -ft-mse (video)")
     g.add_argument("--use_rand_caption", action="store_true",
                    help="t2i on coco_medium: a random caption of each image instead of the first")
     g.add_argument("--image_dims", type=int, nargs=2, default=[32, 32], metavar=("H", "W"),
@@ -90,6 +90,37 @@ def build_parser():
     g.add_argument("--log_image_every_n_steps", type=int, default=500,
                    help="save a noisy / denoised / clean grid to <run>/images every N training steps and every N test "
                         "batches (0: never)")
+
+    g = p.add_argument_group("video (--modality VID)")
+    g.add_argument("--backbone_type", default="pixels", choices=["pixels", "vae", "dinov2"],
+                   help="frozen frame encoder whose space the models predict in: pixels (no network, the offline "
+                        "default), vae (SD-VAE latents), dinov2 (CLS feature)")
+    g.add_argument("--vit_backbone_size", default="base", choices=["small", "base", "large", "giant"],
+                   help="DINOv2 size for --backbone_type dinov2")
+    g.add_argument("--pixel_pooling", type=int, default=1,
+                   help="--backbone_type pixels: average-pool frames by this factor before flattening")
+    g.add_argument("--sdxl_vae_standardization", action="store_true", help="scale VAE latents by 0.18215")
+    g.add_argument("--vae_normalization", action="store_true", help="frames in [-1, 1] (the VAE's range)")
+    g.add_argument("--custom_image_normalization", action="store_true",
+                   help="ImageNet normalisation, then the per-dataset one of the published code")
+    g.add_argument("--time_between_frames", type=float, default=1.0,
+                   help="seconds between sampled frames (the paper: 0.25)")
+    g.add_argument("--sampling_rate", type=float, default=0.0,
+                   help="if non-zero: frames this many source frames apart instead of --time_between_frames")
+    g.add_argument("--use_raw_framerate", action="store_true", help="consecutive source frames")
+    g.add_argument("--no_randomness_dataloader", action="store_true",
+                   help="clips start at the beginning of each video (no random start)")
+    g.add_argument("--latents_dir", default="",
+                   help="train and evaluate on latents pre-encoded by utils/pre_encode_videos.py (its <split>/ "
+                        "folders) instead of decoding videos and running the encoder every step")
+    g.add_argument("--weight_tie_vae_proj", action="store_true",
+                   help="Transformer++: the up-projection is the down-projection transposed")
+    g.add_argument("--infer_video_condition_frames", type=int, default=3,
+                   help="evaluation rollouts: real frames given before the model predicts the rest")
+    g.add_argument("--infer_generate_video", action="store_true",
+                   help="evaluation: roll out --infer_max_gen_len frames from --infer_video_condition_frames real "
+                        "ones, report per-frame errors and save real-vs-predicted strips (PNG, GIF); FVD is not "
+                        "computed")
 
     g = p.add_argument_group("EBT thinking (System 1)")
     g.add_argument("--ebt_type", default="time_embed", choices=EBT_TYPES,
@@ -223,10 +254,12 @@ def build_parser():
     g.add_argument("--optimizer", default="adamw", choices=["adamw"], help="optimizer")
 
     g = p.add_argument_group("data")
-    g.add_argument("--dataset_name", default="shakespeare",
-                   help="text: shakespeare | bbc_news (bundled) | text (--dataset_dir) | pajama | fineweb | "
-                        "nlp_synthetic, or a question/answer set; images: natural_images | mnist (bundled) | "
-                        "image_folder (--dataset_dir) | coco_tiny | coco_medium | imagenet")
+    g.add_argument("--dataset_name", default=None,
+                   help="text: shakespeare (default) | bbc_news (bundled) | text (--dataset_dir) | pajama | fineweb "
+                        "| nlp_synthetic, or a question/answer set; images: natural_images (default) | mnist "
+                        "(bundled) | image_folder (--dataset_dir) | coco_tiny | coco_medium | imagenet; video: "
+                        "moving_mnist (default, bundled digits) | video_folder (--dataset_dir) | k400 | something "
+                        "(ssv2) | ucf101 | aggregate")
     g.add_argument("--dataset_dir", default="", help="local data folder (text files, or a saved/HF cache copy)")
     g.add_argument("--validation_split_pct", type=float, default=0.01, help="fraction of rows held out for validation")
     g.add_argument("--num_workers", type=int, default=0, help="data-loader workers per device")
@@ -292,16 +325,6 @@ def build_parser():
     return p
 
 
-def _planned_flag_error(argv):
-    for token in argv:
-        if token.startswith("--"):
-            name = token[2:].split("=", 1)[0]
-            if name in PLANNED_FLAGS:
-                return (f"--{name} belongs to {PLANNED_FLAGS[name]}, which is not implemented yet; "
-                        "remove it from the command")
-    return None
-
-
 def resolve_model_size(args):
     if args.model_size in IMAGE_MODEL_SIZES:
         layers, heads, dim, args.patch_size = IMAGE_MODEL_SIZES[args.model_size]
@@ -319,13 +342,14 @@ def validate(args):
     its data) are known; before that, the checks that depend on them wait.
     """
     trained_model_known = not args.only_test or getattr(args, "trained_hparams_loaded", False)
-    for (flag, value), where in PLANNED_VALUES.items():
-        if getattr(args, flag) == value:
-            return f"--{flag} {value} belongs to {where}, which is not implemented yet"
     if args.modality == "NLP" and args.model_name == "dit":
         return "--model_name dit is an image model; use ebt or baseline_transformer for NLP"
     if args.modality == "IMG" and trained_model_known:
         message = validate_image_args(args)
+        if message:
+            return message
+    if args.modality == "VID" and trained_model_known:
+        message = validate_video_args(args)
         if message:
             return message
     if args.embedding_dim % args.multiheaded_attention_heads:
@@ -435,6 +459,35 @@ def validate_image_args(args):
     return None
 
 
+def validate_video_args(args):
+    """Video-specific impossible combinations, or None."""
+    if args.model_name == "dit":
+        return "--modality VID compares the EBT with a Transformer++: use --model_name ebt or baseline_transformer"
+    if VIDEO_ALIASES.get(args.dataset_name, args.dataset_name) not in VIDEO_DATASETS:
+        return f"--dataset_name {args.dataset_name} is not a video dataset; use one of {', '.join(VIDEO_DATASETS)}"
+    if args.dataset_name == "video_folder" and not args.dataset_dir and not args.latents_dir:
+        return "--dataset_name video_folder needs --dataset_dir pointing at a folder of videos"
+    if args.latents_dir and not os.path.isdir(args.latents_dir):
+        return (f"--latents_dir {args.latents_dir} does not exist; make it with python utils/pre_encode_videos.py "
+                "(once per split)")
+    if args.backbone_type == "vae" and (args.image_dims[0] % 8 or args.image_dims[1] % 8):
+        return "--backbone_type vae needs --image_dims divisible by 8 (the VAE downsamples by 8)"
+    if args.backbone_type == "pixels" and (args.image_dims[0] % args.pixel_pooling
+                                           or args.image_dims[1] % args.pixel_pooling):
+        return f"--pixel_pooling {args.pixel_pooling} must divide --image_dims {args.image_dims[0]} {args.image_dims[1]}"
+    if args.vae_normalization and args.custom_image_normalization:
+        return "choose one of --vae_normalization and --custom_image_normalization"
+    frames = args.context_length + 1
+    if args.infer_generate_video and not (0 < args.infer_video_condition_frames < args.infer_max_gen_len <= frames):
+        return (f"video rollouts need 0 < --infer_video_condition_frames ({args.infer_video_condition_frames}) < "
+                f"--infer_max_gen_len ({args.infer_max_gen_len}) <= frames per clip (--context_length + 1 = {frames})")
+    if args.infer_generate_video and not args.only_test:
+        return "--infer_generate_video evaluates a checkpoint: add --only_test --only_test_model_ckpt CKPT"
+    if args.execution_mode == "finetune":
+        return "--execution_mode finetune is for question/answer text sets"
+    return None
+
+
 # What may differ from the checkpoint when evaluating it (spec 1.4); everything else is the trained model's.
 TEST_TIME_FLAGS = {
     "run_name", "seed", "is_random_seed", "gpus", "distributed_strategy", "batch_size_per_device", "num_workers",
@@ -445,6 +498,7 @@ TEST_TIME_FLAGS = {
     "only_test", "only_test_model_ckpt", "ebt_attention", "no_langevin_during_eval", "is_slurm_run",
     "override_slurm_checks", "debug_mode", "fast_dev_run", "detect_anomaly", "profiler", "execution_mode",
     "denoise_images_noise_level", "log_image_every_n_steps",  # testing at an unseen noise level (spec 5.6)
+    "latents_dir", "time_between_frames", "sampling_rate", "use_raw_framerate", "no_randomness_dataloader",
 }
 
 
@@ -497,10 +551,11 @@ def parse_args(argv=None):
     """Parse, resolve presets and derived values, validate. Raises UsageError with one line."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    message = _planned_flag_error(argv)
-    if message:
-        parser.error(message)
     args = parser.parse_args(argv)
+    if args.dataset_name is None:
+        args.dataset_name = DEFAULT_DATASET[args.modality]
+    if args.vae_path is None:
+        args.vae_path = DEFAULT_VAE.get(args.modality, DEFAULT_VAE["IMG"])
     if args.modality == "NLP" and args.dataset_name not in NLP_DATASETS and not is_downstream(args.dataset_name):
         parser.error(f"--dataset_name {args.dataset_name} is unknown; use shakespeare, bbc_news, text, pajama, "
                      "fineweb, nlp_synthetic, or gsm8k, squad, ai2arc, bigbench_<task>, lambada, planbench")

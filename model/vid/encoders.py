@@ -135,6 +135,11 @@ class FrameEncoder:
         frames = self._decode(features.reshape(B * C, self.feature_dim).to(self.device))  # (B*C, 3, H, W)
         return frames.float().reshape(B, C, 3, *self.image_size)
 
+    @property
+    def can_decode(self):
+        """Whether features map back to frames (VAE latents, pixels; not DINOv2 features)."""
+        return type(self)._decode is not FrameEncoder._decode
+
     def _encode(self, frames):
         raise NotImplementedError
 
