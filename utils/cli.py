@@ -131,8 +131,10 @@ def build_parser():
                    help="learn alpha (in its own optimizer group)")
     g.add_argument("--mcmc_step_size_lr_multiplier", type=float, default=1500.0,
                    help="alpha's learning rate = peak lr x this (rule of thumb: 3 x alpha)")
-    g.add_argument("--denoising_initial_condition", default="random_noise", choices=["random_noise", "zeros"],
-                   help="initial guess of the predicted logits")
+    g.add_argument("--denoising_initial_condition", default="random_noise",
+                   choices=["random_noise", "zeros", "most_recent_embedding"],
+                   help="initial guess of the prediction (logits, or video features); most_recent_embedding (video): "
+                        "a copy of the latest frame's features")
     g.add_argument("--gaussian_random_noise_scaling", type=float, default=1.0,
                    help="std of the random initial guess")
     g.add_argument("--activation_checkpointing", action="store_true",
@@ -344,6 +346,9 @@ def validate(args):
     trained_model_known = not args.only_test or getattr(args, "trained_hparams_loaded", False)
     if args.modality == "NLP" and args.model_name == "dit":
         return "--model_name dit is an image model; use ebt or baseline_transformer for NLP"
+    if args.denoising_initial_condition == "most_recent_embedding" and args.modality != "VID":
+        return ("--denoising_initial_condition most_recent_embedding copies the latest frame: a video option; use "
+                "random_noise or zeros")
     if args.modality == "IMG" and trained_model_known:
         message = validate_image_args(args)
         if message:
