@@ -87,7 +87,8 @@ def test_job_scripts_pass_the_command_line_checks(tmp_path):
     shim.chmod(0o755)
     checkpoint = tmp_path / "model.ckpt"
     checkpoint.write_bytes(b"")
-    env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}", CKPT=str(checkpoint))
+    env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}", CKPT=str(checkpoint), SSV2_DIR=str(tmp_path),
+               K400_DIR=str(tmp_path))
     env.pop("SLURM_ARRAY_TASK_ID", None)
     env.pop("SLURM_JOB_ID", None)
     for script, expected in [
@@ -108,7 +109,22 @@ def test_job_scripts_pass_the_command_line_checks(tmp_path):
             ("../img/pretrain_t2i/ebt_s2.sh", "ebt-xxs-bs_256_t2i_s2_lr_0.0004 ebt 384"),
             ("../img/pretrain_t2i/dit.sh", "dit-large-bs_256_t2i_lr_0.0001 dit 1536"),
             ("../img/inference/ebt_denoising.sh", "ebt-large-denoise_noise_0.2_2_steps ebt 128"),
-            ("../img/inference/dit_denoising.sh", "dit-large-denoise_noise_0.2_recurse_2 ebt 128")]:
+            ("../img/inference/dit_denoising.sh", "dit-large-denoise_noise_0.2_recurse_2 ebt 128"),
+            ("../vid/pretrain/ebt_s1_vae.sh", "ebt-xxs-bs_256_vid_s1_vae_lr_0.0004 ebt 384"),
+            ("../vid/pretrain/ebt_s1_dino.sh", "ebt-xl-bs_256_vid_s1_dino_lr_0.0000667 ebt 2048"),
+            ("../vid/pretrain/ebt_s2_vae.sh", "ebt-xxs-bs_256_vid_s2_vae_lr_0.0004 ebt 384"),
+            ("../vid/pretrain/baseline_transformer_vae.sh",
+             "baseline_transformer-xxs-bs_256_vid_vae_lr_0.0012 baseline_transformer 384"),
+            ("../vid/pretrain/baseline_transformer_dino.sh",
+             "baseline_transformer-small-bs_256_vid_dino_lr_0.0002 baseline_transformer 768"),
+            ("../vid/pretrain/ebt_tiny_cpu.sh", "ebt-4xs-vid_tiny_cpu ebt 128"),
+            ("../vid/pretrain/baseline_transformer_tiny_cpu.sh",
+             "baseline_transformer-4xs-vid_tiny_cpu baseline_transformer 128"),
+            ("../vid/inference/ebt_k400_vae.sh", "ebt-medium-vid_rollout_k400 ebt 128"),
+            ("../vid/inference/ebt_ssv2_vae.sh", "ebt-medium-vid_rollout_ssv2 ebt 128"),
+            ("../vid/inference/baseline_transformer_k400_vae.sh", "baseline_transformer-medium-vid_rollout_k400 ebt 128"),
+            ("../vid/inference/baseline_transformer_ssv2_vae.sh", "baseline_transformer-medium-vid_rollout_ssv2 ebt 128"),
+            ("../vid/inference/rollout_tiny_cpu.sh", "vid_rollout_tiny_cpu ebt 128")]:
         result = subprocess.run(["bash", f"job_scripts/nlp/{script}"], env=env, capture_output=True, text=True)
         assert result.returncode == 0, (script, result.stderr)
         assert result.stdout.split("\n")[-2] == expected, script

@@ -346,6 +346,10 @@ def validate(args):
     trained_model_known = not args.only_test or getattr(args, "trained_hparams_loaded", False)
     if args.modality == "NLP" and args.model_name == "dit":
         return "--model_name dit is an image model; use ebt or baseline_transformer for NLP"
+    if (args.modality == "NLP" and trained_model_known and args.dataset_name not in NLP_DATASETS
+            and not is_downstream(args.dataset_name)):
+        return (f"--dataset_name {args.dataset_name} is unknown; use shakespeare, bbc_news, text, pajama, "
+                "fineweb, nlp_synthetic, or gsm8k, squad, ai2arc, bigbench_<task>, lambada, planbench")
     if args.denoising_initial_condition == "most_recent_embedding" and args.modality != "VID":
         return ("--denoising_initial_condition most_recent_embedding copies the latest frame: a video option; use "
                 "random_noise or zeros")
@@ -561,9 +565,6 @@ def parse_args(argv=None):
         args.dataset_name = DEFAULT_DATASET[args.modality]
     if args.vae_path is None:
         args.vae_path = DEFAULT_VAE.get(args.modality, DEFAULT_VAE["IMG"])
-    if args.modality == "NLP" and args.dataset_name not in NLP_DATASETS and not is_downstream(args.dataset_name):
-        parser.error(f"--dataset_name {args.dataset_name} is unknown; use shakespeare, bbc_news, text, pajama, "
-                     "fineweb, nlp_synthetic, or gsm8k, squad, ai2arc, bigbench_<task>, lambada, planbench")
     resolve_model_size(args)
     if args.max_scheduling_steps == -1:
         args.max_scheduling_steps = args.max_steps
