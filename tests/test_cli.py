@@ -137,11 +137,14 @@ def test_every_script_the_readme_names_exists_and_parses():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with open(os.path.join(root, "README.md")) as f:
         scripts = set(re.findall(r"(?:job_scripts/[\w/{},.-]+\.sh|slurm_executor\.sh)", f.read()))
-    expanded = set()
-    for script in scripts:  # job_scripts/nlp/inference/{ebt,baseline_transformer}.sh -> both files
+    expanded, pending = set(), set(scripts)
+    while pending:  # job_scripts/nlp/inference/{ebt,baseline_transformer}.sh -> both files (any number of {})
+        script = pending.pop()
         match = re.search(r"\{([^}]*)\}", script)
-        expanded |= ({script[:match.start()] + name + script[match.end():] for name in match.group(1).split(",")}
-                     if match else {script})
+        if match:
+            pending |= {script[:match.start()] + name + script[match.end():] for name in match.group(1).split(",")}
+        else:
+            expanded.add(script)
     assert len(expanded) >= 6
     for script in sorted(expanded):
         assert os.path.isfile(os.path.join(root, script)), script
