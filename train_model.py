@@ -112,6 +112,15 @@ def load_checkpoint_hparams(args, argv, path, flag, finetune=False):
 
 
 def main(argv=None):
+    try:
+        return run(argv)
+    finally:  # close this run's W&B run, so that a next run in the same process (tests, sweeps) gets its own
+        wandb = sys.modules.get("wandb")
+        if wandb is not None and getattr(wandb, "run", None) is not None:
+            wandb.finish()
+
+
+def run(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = parse_args(argv)

@@ -27,7 +27,7 @@ def test_run_name_parsing_of_job_scripts():
     (["--modality", "IMG", "--dataset_name", "mnist", "--image_task", "t2i"], "--image_task t2i needs captions"),
     (["--modality", "IMG", "--dataset_name", "coco_tiny", "--image_task", "t2i", "--image_dims", "36", "36"],
      "--image_dims must be a multiple of 8"),
-    (["--modality", "IMG"], "--dataset_name shakespeare is not an image dataset"),
+    (["--modality", "IMG", "--dataset_name", "shakespeare"], "--dataset_name shakespeare is not an image dataset"),
     (["--modality", "IMG", "--dataset_name", "mnist", "--model_name", "baseline_transformer"],
      "use --model_name ebt or dit"),
     (["--modality", "IMG", "--dataset_name", "mnist", "--image_dims", "28", "32"], "images are square"),

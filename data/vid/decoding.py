@@ -15,15 +15,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-try:
-    import decord
-except ImportError:  # decord has no wheels for some platforms (e.g. macOS arm64); PyAV then decodes everything
-    decord = None
-
+# PyAV first: decord bundles its own FFmpeg libraries, and loaded before PyAV's they break PyAV's encoders
+# (e.g. libvpx-vp9 fails to open), which the tests use to write clips.
 try:
     import av
 except ImportError:
     av = None
+
+try:
+    import decord
+except ImportError:  # decord has no wheels for some platforms (e.g. macOS arm64); PyAV then decodes everything
+    decord = None
 
 BACKENDS = ("auto", "decord", "pyav")
 # Containers sometimes announce a frame or two more than the stream decodes to (e.g. an edit list cutting the tail).
