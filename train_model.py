@@ -2,6 +2,7 @@
 import json
 import os
 import random
+import signal
 import sys
 import time
 import warnings
@@ -30,12 +31,16 @@ def resolve_run_dir(args, env):
     """(run folder, whether this process is global rank 0), the same folder in every process of a run.
 
     Lightning's DDP workers (LOCAL_RANK > 0) inherit EBT_RUN_DIR from rank 0. Processes that srun starts
-    side by side (SLURM_NTASKS > 1) cannot share a timestamp, so they name the folder after the job.
+    side by side (SLURM_NTASKS > 1) cannot share a timestamp, so they name the folder after the job; so does
+    every Slurm batch run (--is_slurm_run), whose requeued restart must find its own folder again.
     """
     if env.get("LOCAL_RANK", "0") != "0" and "EBT_RUN_DIR" in env:
         return env["EBT_RUN_DIR"], False
-    if int(env.get("SLURM_NTASKS", 1)) > 1 and "SLURM_JOB_ID" in env:
-        run_dir = os.path.join(args.log_dir, args.run_name, f"job{env['SLURM_JOB_ID']}")
+    if "SLURM_JOB_ID" in env and (int(env.get("SLURM_NTASKS", 1)) > 1 or args.is_slurm_run):
+        # a requeued job (pre-emption) keeps its job id, so it finds its folder and hpc checkpoint again
+        job = env.get("SLURM_ARRAY_JOB_ID", env["SLURM_JOB_ID"])
+        task = f"_{env['SLURM_ARRAY_TASK_ID']}" if "SLURM_ARRAY_TASK_ID" in env else ""
+        run_dir = os.path.join(args.log_dir, args.run_name, f"job{job}{task}")
         return run_dir, env.get("SLURM_PROCID", "0") == "0"
     base = run_dir = os.path.join(args.log_dir, args.run_name, time.strftime("%Y-%m-%d_%H-%M-%S"))
     suffix = 1
@@ -257,10 +262,18 @@ def run(argv=None):
     warnings.filterwarnings("ignore", ".*when logging on epoch level in distributed setting.*")
     warnings.filterwarnings("ignore", ".*functional.all_gather is deprecated.*")
 
+    plugins = [AtomicCheckpointIO()]
+    if args.is_slurm_run and "SLURM_JOB_ID" in os.environ:
+        from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+        # pre-emption: on SIGUSR1 (#SBATCH --signal=SIGUSR1@90) Lightning writes <run>/hpc_ckpt_<n>.ckpt and
+        # requeues the job; the restarted job resumes from it (default_root_dir is the run folder)
+        plugins.append(SLURMEnvironment(auto_requeue=True, requeue_signal=signal.SIGUSR1))
     trainer = L.Trainer(
+        default_root_dir=run_dir,
         accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
         precision=args.float_precision, max_steps=args.max_steps, max_epochs=-1, logger=loggers,
-        callbacks=callbacks, plugins=[AtomicCheckpointIO()], enable_model_summary=args.log_model_archi,
+        callbacks=callbacks, plugins=plugins, enable_model_summary=args.log_model_archi,
         num_sanity_val_steps=args.val_sanity, fast_dev_run=args.fast_dev_run,
         limit_train_batches=args.limit_train_batches, limit_val_batches=args.limit_val_batches,
         limit_test_batches=args.limit_test_batches,
