@@ -2,7 +2,6 @@
 and the t2i DiT. No network: the published hub encoders are replaced by same-class models of a few KB."""
 import pytest
 import torch
-from diffusers import AutoencoderKL
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 import model.thinking as thinking
@@ -15,18 +14,6 @@ from model.img.encoders import (CLIP_TEXT_ENCODERS, VAE_SCALE, TextToImageEncode
 
 CLIP_DIM = 16
 CAPTIONS = ["a red cat", "two dogs"]
-
-
-@pytest.fixture(scope="module")
-def vae_dir(tmp_path_factory):
-    """An SD-shaped AutoencoderKL (4 blocks: 8x downsampling, 4 latent channels) with 8 channels per block."""
-    torch.manual_seed(0)
-    vae = AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                        block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=4, latent_channels=4,
-                        sample_size=32)
-    path = tmp_path_factory.mktemp("vae")
-    vae.save_pretrained(str(path))
-    return str(path)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import types
 
 import pytest
 import torch
-from diffusers import AutoencoderKL
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from transformers import Dinov2Config, Dinov2Model
@@ -22,18 +21,6 @@ FRAMES, SIZE = 3, 32  # clips of 3 frames of 32 x 32
 VAE_F = 4 * 4 * 4  # 4 latent channels x (32/8)^2
 DINO_WIDTH = 16
 FP16_RTOL = 2 ** -11  # float16 keeps 11 significant bits: relative rounding error at most 2^-11
-
-
-@pytest.fixture(scope="module")
-def vae_dir(tmp_path_factory):
-    """An SD-shaped AutoencoderKL (4 blocks: 8x downsampling, 4 latent channels) with 8 channels per block."""
-    torch.manual_seed(0)
-    vae = AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                        block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=4, latent_channels=4,
-                        sample_size=32)
-    path = tmp_path_factory.mktemp("vae")
-    vae.save_pretrained(str(path))
-    return str(path)
 
 
 @pytest.fixture(scope="module")
