@@ -84,3 +84,7 @@ def test_training_from_a_latents_dir(tmp_path, capsys):
     assert train_model.main(TINY + ["--latents_dir", str(tmp_path / "latents"), "--pixel_pooling", "4",
                                     "--log_dir", str(tmp_path / "bad")]) == 2
     assert "pre-encode again with the model's encoder flags" in capsys.readouterr().err
+    # clips shorter than the context the run asks for
+    assert train_model.main(TINY + ["--latents_dir", str(tmp_path / "latents"), "--context_length", "9",
+                                    "--log_dir", str(tmp_path / "bad")]) == 2
+    assert "holds clips of 8 frames; this run needs 10" in capsys.readouterr().err
