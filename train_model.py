@@ -173,6 +173,10 @@ def run(argv=None):
 
     run_dir, is_rank_zero = resolve_run_dir(args, os.environ)
     accelerator, devices, num_nodes = choose_devices(args.gpus, args.num_cpu_processes)
+    if args.distributed_strategy == "fsdp" and accelerator != "gpu":
+        print("train_model.py: error: --distributed_strategy fsdp needs GPUs (Lightning's FSDP has no CPU "
+              "backend); use ddp on CPU", file=sys.stderr)
+        return 2
     num_devices = (torch.cuda.device_count() if devices == -1 and accelerator == "gpu" else
                    len(devices) if isinstance(devices, list) else devices) * num_nodes
     args.effective_batch_size = num_devices * args.batch_size_per_device * args.accumulate_grad_batches

@@ -59,6 +59,8 @@ def test_run_name_parsing_of_job_scripts():
     (["--compile_model"], "torch.compile cannot double-backward"),
     (["--is_slurm_run", "--debug_mode"], "debug settings"),
     (["--model_size", "huge"], "invalid choice: 'huge'"),
+    (["--distributed_strategy", "fsdp"], "--distributed_strategy fsdp needs GPUs"),
+    (["--distributed_strategy", "horovod"], "invalid choice: 'horovod'"),
 ])
 def test_bad_input_stops_before_any_work_with_one_line(argv, message, capsys, tmp_path):
     # --fast_dev_run: should a check ever stop firing, the test fails in seconds instead of training

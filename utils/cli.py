@@ -228,7 +228,9 @@ def build_parser():
 
     g = p.add_argument_group("hardware")
     g.add_argument("--gpus", default="-1", help="-1 = all visible GPUs (CPU when none), N, or a JSON list of ids")
-    g.add_argument("--distributed_strategy", default="ddp", help="Lightning strategy when using several devices")
+    g.add_argument("--distributed_strategy", default="ddp", choices=["ddp", "ddp_spawn", "fsdp"],
+                   help="Lightning strategy when using several devices; fsdp (sharded weights, for large models) "
+                        "needs GPUs")
     g.add_argument("--num_cpu_processes", type=int, default=1,
                    help="without GPUs: DDP processes on the CPU (gloo), e.g. to try a distributed run")
 
