@@ -137,6 +137,7 @@ class ModelTrainer(L.LightningModule):
         self.test_metric = TokenWeightedLoss(self.model.num_inference_steps(self.inference) if self.inference
                                              else num_steps)
         self.valid_images, self.test_images, self.noisy_test_images = ImageQuality(), ImageQuality(), ImageQuality()
+        self.flops_per_token = self.model.estimate_flops() if hasattr(self.model, "estimate_flops") else None
         self.image_dir = None  # set by train_model.py: where denoising grids are saved
         self.tokenizer = self.train_dataset = self.valid_dataset = self.test_dataset = None
         self._data_ready = False
@@ -288,6 +289,11 @@ class ModelTrainer(L.LightningModule):
             logs[f"energy_step_{i + 1}"] = energy
         if isinstance(getattr(self.model, "alpha", None), torch.nn.Parameter):
             logs["alpha"] = self.model.alpha.detach()
+        if hasattr(self.model, "estimate_flops"):  # curves against compute, not only steps (issue 7)
+            tokens = (self.global_step + 1) * self.trainer.accumulate_grad_batches * self.trainer.world_size * \
+                self.hparams.batch_size_per_device * self.hparams.context_length
+            logs["tokens"] = float(tokens)
+            logs["flops"] = float(tokens * self.flops_per_token)
         for group in self.optimizers().optimizer.param_groups:
             logs[f"lr_{group['name']}"] = group["lr"]
         self.log_dict({f"train_{k}": v for k, v in logs.items()}, prog_bar=False)

@@ -44,6 +44,13 @@ def test_training_lowers_validation_loss_and_writes_its_files(tmp_path, corpus, 
     assert "perplexity" in out and "training_curves.png" in out
     if model_name == "ebt":  # the loss after each thinking step is reported
         assert read_metrics(run_dir)("valid_loss_step_2")
+    # cumulative tokens and training FLOPs, for curves against compute: linear in the step
+    tokens, flops = read_metrics(run_dir)("train_tokens"), read_metrics(run_dir)("train_flops")
+    assert tokens and set(tokens) == set(flops)
+    per_step = 8 * 32  # batch 8 rows of 32 predicted tokens (TINY_RUN)
+    assert sorted(tokens.values()) == [per_step * (i + 1) for i in range(len(tokens))]
+    ratios = {round(flops[s] / tokens[s]) for s in tokens}
+    assert len(ratios) == 1 and ratios.pop() > 0  # FLOPs per token is the model's constant estimate
 
 
 def test_resumed_run_repeats_the_uninterrupted_one(tmp_path, corpus):

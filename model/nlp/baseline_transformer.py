@@ -30,6 +30,13 @@ class Baseline_Transformer_NLP(nn.Module):
         """input_ids (B, n) -> logits (B, n, V)."""
         return self.head(self.transformer(self.embed_observed(input_ids)))
 
+    def estimate_flops(self):
+        """Training FLOPs per predicted token (nanochat's estimate): 6 per weight that multiplies (everything but
+        the embedding lookup; forward 2, backward 4) plus the attention scores and mixing, 12 L D C."""
+        c = self.cfg
+        matmul_params = sum(p.numel() for p in self.parameters()) - self.embeddings.weight.numel()
+        return 6 * matmul_params + 12 * c.num_transformer_blocks * c.embedding_dim * c.context_length
+
     def forward_loss_wrapper(self, batch, phase="train"):
         inputs, targets = inputs_and_targets(batch, self.cfg.pad_token_id)
         loss = next_token_loss(self(inputs), targets, self.cfg.pad_token_id)
