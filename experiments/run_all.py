@@ -13,10 +13,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from experiments import cost_ratio  # noqa: E402
+from experiments import cost_ratio, learning_curves  # noqa: E402
 
 NOT_YET = [
-    "Learning curves and data scaling, EBT vs Transformer++ (paper: ~35% higher scaling rate in data)",
+    "Data scaling (several budgets, fitted slopes, the paper's ~35% higher scaling rate in data) and scaling in "
+    "batch size, depth and parameters",
     "Thinking: perplexity against thinking steps and best-of-N, in and out of distribution, and the ablation "
     "without random step size (paper: up to 29% better perplexity)",
     "Denoising PSNR against forward passes as an experiment of this runner (the CPU recipe's figures are in "
@@ -43,6 +44,24 @@ def cost_ratio_section(rows, plot, command):
     return lines
 
 
+def learning_curves_section(curves, plot, command):
+    final = {label: curve[-1] for label, curve in curves.items()}
+    lines = ["## Learning curves: EBT (System 1) against Transformer++, same size and data", "",
+             "Paper: at equal compute the EBT's loss is higher, but it improves faster with more data (its scaling "
+             "rate is up to ~35% higher). Ours: the quickstart models (4xs, bytes, Shakespeare), one budget:", "",
+             "| model | optimizer steps | tokens | training FLOPs (estimate) | validation loss |", "|---|---|---|---|---|"]
+    lines += [f"| {label} | {step} | {tokens:.3g} | {flops:.3g} | {loss:.4f} |"
+              for label, (step, tokens, flops, loss) in final.items()]
+    ebt, tpp = final.get("EBT"), final.get("Transformer++")
+    if ebt and tpp:
+        lines += ["", f"At equal tokens the EBT is {'behind' if ebt[3] > tpp[3] else 'ahead'} "
+                  f"({ebt[3]:.4f} vs {tpp[3]:.4f}) and it spent {ebt[2] / tpp[2]:.1f}x the FLOPs: at this size and "
+                  "budget the Transformer++ is ahead, as the paper also finds at equal compute. One budget says "
+                  "nothing about scaling rates (still to come)."]
+    lines += ["", f"![learning curves]({plot})", "", f"Command: `{command}`.", ""]
+    return lines
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny settings: seconds per experiment")
@@ -60,6 +79,11 @@ def main(argv=None):
     os.makedirs(figures, exist_ok=True)
     shutil.copy(os.path.join(args.out_dir, "cost_ratio", "cost_ratio.png"), os.path.join(figures, "cost_ratio.png"))
     lines += cost_ratio_section(rows, "figures/cost_ratio.png", command)
+    curves = learning_curves.main(smoke + ["--out_dir", os.path.join(args.out_dir, "learning_curves")])
+    shutil.copy(os.path.join(args.out_dir, "learning_curves", "learning_curves.png"),
+                os.path.join(figures, "learning_curves.png"))
+    lines += learning_curves_section(curves, "figures/learning_curves.png",
+                                     "python experiments/learning_curves.py" + (" --smoke" if args.smoke else ""))
     lines += ["## Not yet reproduced here", ""] + [f"- {item}" for item in NOT_YET] + [""]
     os.makedirs(os.path.dirname(os.path.abspath(args.results_md)), exist_ok=True)
     with open(args.results_md, "w") as f:

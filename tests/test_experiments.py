@@ -13,4 +13,6 @@ def test_run_all_in_smoke_mode_writes_numbers_plots_and_the_summary(tmp_path):
     assert rows[0]["time_ratio"] > 1 and rows[0]["flops_ratio"] > 1  # thinking costs more than one pass
     text = summary.read_text()
     assert "Cost of a training step" in text and "| tiny |" in text and "Not yet reproduced here" in text
-    assert (tmp_path / "figures" / "cost_ratio.png").is_file()  # the summary's plot sits beside it
+    assert (tmp_path / "figures" / "cost_ratio.png").is_file()  # the summary's plots sit beside it
+    assert (tmp_path / "figures" / "learning_curves.png").is_file()
+    assert "## Learning curves" in text and "| EBT | 6 |" in text and "| Transformer++ | 6 |" in text
