@@ -240,3 +240,15 @@ class GaussianDiffusion:
         vb = self.vb_terms_bpd(frozen, x0, x_t, t)
         mse = mean_flat((noise - eps) ** 2)
         return dict(loss=mse + vb, mse=mse, vb=vb)
+
+
+def diffusion_loss_report(losses, count):
+    """The DiT models' training outputs from `training_losses` (spec 5.4 logs), for `count` samples."""
+    loss = losses["loss"].mean()
+    return {
+        "loss": loss,
+        "mse_conditioned_loss": losses["mse"].mean().detach(),
+        "vb_loss": losses["vb"].mean().detach(),
+        "step_losses": loss.detach().view(1),  # one "step" for the per-step reports
+        "count": torch.tensor(count, device=loss.device),
+    }

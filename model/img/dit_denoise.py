@@ -5,10 +5,10 @@ loss = eps-MSE + the variational-bound term of the learned variance. Denoising a
 timestep t runs DDIM (eta 0) from t down to 0: t + 1 forward passes, times (r + 1) with the paper's
 recursion (`infer_recurse_diffusion_n_times = r`).
 """
-import torch
 import torch.nn as nn
 
 from model.config import ImageConfig
+from model.img.diffusion import diffusion_loss_report
 from model.img.dit import DiT
 from model.img.denoising import ImageDenoiser
 from model.thinking import ThinkingResult
@@ -47,13 +47,5 @@ class DiT_IMG_Denoise(nn.Module):
         """Diffusion training loss at random low-noise timesteps (logged in every phase, spec 5.4)."""
         x0 = batch["image"]
         t = self.noising.training_timesteps(x0.shape[0], x0.device, randomize=True)
-        losses = self.diffusion.training_losses(self.dit, x0, t)
-        loss = losses["loss"].mean()
-        return {
-            "loss": loss,
-            "mse_conditioned_loss": losses["mse"].mean().detach(),
-            "vb_loss": losses["vb"].mean().detach(),
-            "step_losses": loss.detach().view(1),
-            "count": torch.tensor(x0.shape[0], device=x0.device),
-        }
+        return diffusion_loss_report(self.diffusion.training_losses(self.dit, x0, t), x0.shape[0])
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from model.config import TextToImageConfig
-from model.img.diffusion import GaussianDiffusion
+from model.img.diffusion import GaussianDiffusion, diffusion_loss_report
 from model.img.dit import DiT
 from model.img.encoders import VAE_LATENT_CHANNELS, FollowsDevice, TextToImageEncoders
 
@@ -62,12 +62,4 @@ class DiT_IMG_T2I(FollowsDevice, nn.Module):
         latents = self.encoders.latents(batch["image"])  # (B, 4, s, s)
         model_fn, B = self.denoiser(batch["caption"])
         t = torch.randint(0, self.diffusion.num_timesteps, (B,), device=latents.device)
-        losses = self.diffusion.training_losses(model_fn, latents, t)
-        loss = losses["loss"].mean()
-        return {
-            "loss": loss,
-            "mse_conditioned_loss": losses["mse"].mean().detach(),
-            "vb_loss": losses["vb"].mean().detach(),
-            "step_losses": loss.detach().view(1),
-            "count": torch.tensor(B, device=latents.device),
-        }
+        return diffusion_loss_report(self.diffusion.training_losses(model_fn, latents, t), B)

@@ -76,14 +76,19 @@ def decode_latents(vae, latents):
 
 # ----------------------------------------------------------------------------- CLIP text encoder
 
-def clip_text_encoder_name(size_or_name_or_dir):
-    """A size key (small/base/large/xl) -> its hub name; a hub name (owner/name) or a local directory as is."""
-    if size_or_name_or_dir in CLIP_TEXT_ENCODERS:
-        return CLIP_TEXT_ENCODERS[size_or_name_or_dir]
+def pretrained_name(size_or_name_or_dir, sizes, flag):
+    """A size key of `sizes` -> its hub name; a hub name (owner/name) or a local directory as is."""
+    if size_or_name_or_dir in sizes:
+        return sizes[size_or_name_or_dir]
     if os.path.isdir(size_or_name_or_dir) or "/" in size_or_name_or_dir:
         return size_or_name_or_dir
-    raise ValueError(f"clip_text_encoder_size {size_or_name_or_dir!r}: choose one of "
-                     f"{', '.join(CLIP_TEXT_ENCODERS)}, a hub name (owner/name) or a local directory")
+    raise ValueError(f"{flag} {size_or_name_or_dir!r}: choose one of {', '.join(sizes)}, a hub name (owner/name) "
+                     "or a local directory")
+
+
+def clip_text_encoder_name(size_or_name_or_dir):
+    """A size key (small/base/large/xl) -> its hub name; a hub name (owner/name) or a local directory as is."""
+    return pretrained_name(size_or_name_or_dir, CLIP_TEXT_ENCODERS, "clip_text_encoder_size")
 
 
 def load_clip_text_encoder(size_or_name_or_dir="base"):

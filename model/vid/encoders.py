@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.img.encoders import VAE_SCALE, _freeze, _load_error, load_vae, vae_downsampling
+from model.img.encoders import VAE_SCALE, _freeze, _load_error, load_vae, pretrained_name, vae_downsampling
 
 DEFAULT_VIDEO_VAE = "stabilityai/sd-vae-ft-mse"  # the published video VAE (spec 6.1; -ema only with use_ema)
 BACKBONE_TYPES = ("vae", "dinov2", "pixels")
@@ -188,12 +188,7 @@ class VAEFrameEncoder(FrameEncoder):
 
 def dinov2_model_name(size_or_name_or_dir):
     """A size key (small/base/large/giant) -> its hub name; a hub name (owner/name) or a local directory as is."""
-    if size_or_name_or_dir in DINOV2_MODELS:
-        return DINOV2_MODELS[size_or_name_or_dir]
-    if os.path.isdir(size_or_name_or_dir) or "/" in size_or_name_or_dir:
-        return size_or_name_or_dir
-    raise ValueError(f"vit_backbone_size {size_or_name_or_dir!r}: choose one of {', '.join(DINOV2_MODELS)}, "
-                     f"a hub name (owner/name) or a local directory")
+    return pretrained_name(size_or_name_or_dir, DINOV2_MODELS, "vit_backbone_size")
 
 
 def load_dinov2(size_or_name_or_dir="base"):
