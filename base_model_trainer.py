@@ -39,15 +39,16 @@ MODELS = {("NLP", "ebt"): EBT_NLP, ("NLP", "baseline_transformer"): Baseline_Tra
           ("VID", "ebt"): EBT_VID, ("VID", "baseline_transformer"): Baseline_Transformer_VID}
 
 
-def build_model(hp):
-    """The model class for (modality, model_name), built from the hyperparameters."""
+def build_model(hp, video_encoder=None):
+    """The model class for (modality, model_name), built from the hyperparameters (video: with its frozen frame
+    encoder, built here unless given)."""
     modality = "IMG-t2i" if hp["modality"] == "IMG" and hp.get("image_task") == "t2i" else hp["modality"]
     key = (modality, hp["model_name"])
     if key not in MODELS:
         raise ValueError(f"no model for --modality {key[0]} --model_name {key[1]}; "
                          f"available: {sorted(MODELS)}")
     if hp["modality"] == "VID":
-        return MODELS[key](hp, encoder=build_video_encoder(hp))
+        return MODELS[key](hp, encoder=video_encoder or build_video_encoder(hp))
     return MODELS[key](hp)
 
 
@@ -122,10 +123,11 @@ class ModelTrainer(L.LightningModule):
         if hp.get("modality") == "IMG" and hp.get("trained_noise_level") is None:
             # the schedule is built for the training level; a test may then ask for another level
             hp["trained_noise_level"] = hp["denoise_images_noise_level"]
-        if hp.get("modality") == "VID" and hp.get("feature_dim") is None:
-            hp["feature_dim"] = build_video_encoder(hp).feature_dim  # the space the models predict in
+        video_encoder = build_video_encoder(hp) if hp.get("modality") == "VID" else None  # loaded once
+        if video_encoder is not None and hp.get("feature_dim") is None:
+            hp["feature_dim"] = video_encoder.feature_dim  # the space the models predict in
         self.save_hyperparameters(hp)
-        self.model = build_model(self.hparams)
+        self.model = build_model(self.hparams, video_encoder)
         is_ebt = hp["model_name"] == "ebt"
         self.is_image = hp.get("modality") == "IMG"
         self.is_text_to_image = self.is_image and hp.get("image_task") == "t2i"
