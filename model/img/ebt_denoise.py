@@ -72,6 +72,7 @@ class EBT_IMG_Denoise(EnergyMinimizer):
         loss = step_losses[-1] if self.cfg.truncate_mcmc else step_losses.mean()
         step_energies = torch.stack([e.detach().mean() for e in result.energies])
         final = result.states[-1].detach()
+        pixel_errors = pixel_mse(final, x0)
         out = {
             "loss": loss,
             "initial_loss": F.smooth_l1_loss(noised, x0).detach(),
@@ -80,8 +81,8 @@ class EBT_IMG_Denoise(EnergyMinimizer):
             "l1_loss": F.l1_loss(final, x0),
             "step_losses": step_losses.detach(),
             "step_energies": step_energies,
-            "pixel_mse": pixel_mse(final, x0),  # (B,), for PSNR
-            "mse_raw_loss": pixel_mse(final, x0).mean(),
+            "pixel_mse": pixel_errors,  # (B,), for PSNR
+            "mse_raw_loss": pixel_errors.mean(),
             "count": torch.tensor(x0.shape[0], device=x0.device),
         }
         if final_energy:
