@@ -328,7 +328,7 @@ class ModelTrainer(L.LightningModule):
             return
         if self.is_image:
             return self.denoising_step(batch, batch_idx)
-        if self.hparams.execution_mode == "inference":
+        if self.answers_questions:
             return self.generation_step(batch, batch_idx)
         self.test_metric.update(self._forward(batch, "test", batch_idx))
 
@@ -418,8 +418,13 @@ class ModelTrainer(L.LightningModule):
             if hasattr(logger, "log_image"):
                 logger.log_image(key=key, images=[path], step=self.global_step)
 
+    @property
+    def answers_questions(self):
+        """--execution_mode inference on text: generate answers (images and video evaluate their own way)."""
+        return self.hparams.execution_mode == "inference" and not (self.is_image or self.is_video)
+
     def on_test_epoch_end(self):
-        if self.hparams.execution_mode == "inference":
+        if self.answers_questions:
             self.log_dict({"test_em_score": self.exact_match.compute(), "test_f1_score": self.token_f1.compute()})
             self.exact_match.reset()
             self.token_f1.reset()

@@ -55,6 +55,7 @@ def test_both_denoisers_train_and_end_with_psnr_and_pictures(runs, capsys):
 def test_testing_a_checkpoint_at_an_unseen_noise_level_keeps_the_trained_schedule(runs, tmp_path, capsys):
     ckpt = os.path.join(runs["dit"], "checkpoints", "last.ckpt")
     argv = ["--only_test", "--only_test_model_ckpt", ckpt, "--denoise_images_noise_level", "0.2",
+            "--execution_mode", "inference",  # as job_scripts/img/inference/*.sh
             "--log_dir", str(tmp_path), "--run_name", "t"]
     assert train_model.main(argv) == 0
     (report_path,) = glob.glob(str(tmp_path / "t" / "*" / "test_report.json"))

@@ -38,7 +38,8 @@ def test_both_video_models_train_and_roll_out_from_their_checkpoints(runs, tmp_p
     for name, run_dir in runs.items():
         ckpt = os.path.join(run_dir, "checkpoints", "last.ckpt")
         argv = ["--only_test", "--only_test_model_ckpt", ckpt, "--infer_generate_video", "--infer_max_gen_len", "8",
-                "--infer_video_condition_frames", "3", "--log_image_every_n_steps", "1", "--log_dir",
+                "--infer_video_condition_frames", "3", "--log_image_every_n_steps", "1", "--execution_mode", "inference",
+                "--log_dir",
                 str(tmp_path / name), "--run_name", "rollout"]
         if name == "ebt":
             argv += ["--infer_ebt_advanced", "--infer_ebt_num_steps", "3", "--infer_generated_samples", "2"]
