@@ -150,3 +150,14 @@ def test_debug_unused_parameters_names_parameters_without_gradients(tmp_path, co
     out = capsys.readouterr().out
     assert "step 0: parameters without a gradient: none" in out  # every trainable parameter is used
     assert len(collections) == 3  # steps 2, 4, 6
+
+
+@pytest.mark.parametrize("modality, dataset, expected", [
+    ("IMG", "mnist", "mnist: 307 batches, 4900 samples of shape (3, 16, 16)"),
+    ("VID", "moving_mnist", "moving_mnist: 625 batches, 10000 samples of shape (8, 3, 16, 16)")])
+def test_debug_dataloader_for_images_and_video(tmp_path, capsys, modality, dataset, expected):
+    assert train_model.main(["--debug_dataloader", "--modality", modality, "--dataset_name", dataset,
+                             "--image_dims", "16", "16", "--patch_size", "4", "--context_length", "7",
+                             "--batch_size_per_device", "16", "--log_dir", str(tmp_path / "logs")]) == 0
+    assert expected in capsys.readouterr().out
+    assert not (tmp_path / "logs").exists()

@@ -13,8 +13,11 @@ from data.nlp import build_collator, build_splits, load_tokenizer
 
 
 def debug_dataloader(hp):
-    """Load every training batch once; return {"batches", "rows", "tokens", "max_length"} and print them."""
+    """Load every training batch once; return {"batches", "rows", "tokens", "max_length"} and print them
+    (images and video: {"batches", "samples"})."""
     hp = Namespace(**vars(hp))
+    if hp.modality != "NLP":
+        return _debug_samples(hp)
     tokenizer = load_tokenizer(hp.tokenizer)
     dataset = build_splits(hp, tokenizer, "fit")[0]
     loader = DataLoader(dataset, batch_size=hp.batch_size_per_device, collate_fn=build_collator(hp, tokenizer),
@@ -28,4 +31,21 @@ def debug_dataloader(hp):
         stats["max_length"] = max(stats["max_length"], ids.shape[1])
     print(f"{hp.dataset_name}: {stats['batches']} batches, {stats['rows']} rows, {stats['tokens']} tokens, "
           f"longest row {stats['max_length']} tokens")
+    return stats
+
+
+def _debug_samples(hp):
+    """Images and video: the trainer's own training split and collator, every batch once."""
+    from base_model_trainer import ModelTrainer
+
+    trainer = ModelTrainer(hp)
+    trainer.setup("fit")
+    loader = DataLoader(trainer.train_dataset, batch_size=hp.batch_size_per_device,
+                        collate_fn=trainer._loader_kwargs()["collate_fn"], num_workers=0)
+    stats = {"batches": 0, "samples": 0}
+    for batch in tqdm(loader, desc=f"{hp.dataset_name} (train)", unit="batch"):
+        first = next(iter(batch.values()))
+        stats["batches"] += 1
+        stats["samples"] += first.shape[0]
+    print(f"{hp.dataset_name}: {stats['batches']} batches, {stats['samples']} samples of shape {tuple(first.shape[1:])}")
     return stats
