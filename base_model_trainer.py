@@ -292,8 +292,10 @@ class ModelTrainer(L.LightningModule):
         if isinstance(getattr(self.model, "alpha", None), torch.nn.Parameter):
             logs["alpha"] = self.model.alpha.detach()
         if hasattr(self.model, "estimate_flops"):  # curves against compute, not only steps (issue 7)
+            # tokens the transformer saw: text tokens, video frames predicted, image patches
+            per_sample = getattr(self.model, "tokens_per_sample", self.hparams.context_length)
             tokens = (self.global_step + 1) * self.trainer.accumulate_grad_batches * self.trainer.world_size * \
-                self.hparams.batch_size_per_device * self.hparams.context_length
+                self.hparams.batch_size_per_device * per_sample
             logs["tokens"] = float(tokens)
             logs["flops"] = float(tokens * self.flops_per_token)
         for group in self.optimizers().optimizer.param_groups:

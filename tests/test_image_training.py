@@ -49,6 +49,12 @@ def test_both_denoisers_train_and_end_with_psnr_and_pictures(runs, capsys):
         pictures = sorted(os.listdir(os.path.join(run_dir, "images")))
         assert pictures == ["step_20.png", "step_40.png", "test_noise_0.1_batch_0.png"], pictures
         assert os.path.isfile(os.path.join(run_dir, "checkpoints", "last.ckpt"))
+        # curves against compute: an image's tokens are its 16 patches (16x16 pixels, patch 4), batch 16
+        with open(os.path.join(run_dir, "metrics.csv")) as f:
+            rows = [r for r in csv.DictReader(f) if r.get("train_tokens")]
+        assert rows and all(float(r["train_tokens"]) == (int(r["step"]) + 1) * 16 * 16 for r in rows)
+        per_token = {round(float(r["train_flops"]) / float(r["train_tokens"]), 3) for r in rows}
+        assert len(per_token) == 1 and per_token.pop() > 0, name
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ recursion (`infer_recurse_diffusion_n_times = r`).
 import torch.nn as nn
 
 from model.config import ImageConfig
+from model.flops import num_patches, patch_transformer_weights, transformer_flops
 from model.img.diffusion import diffusion_loss_report
 from model.img.dit import DiT
 from model.img.denoising import ImageDenoiser
@@ -28,6 +29,15 @@ class DiT_IMG_Denoise(nn.Module):
     @property
     def diffusion(self):
         return self.noising.diffusion
+
+    @property
+    def tokens_per_sample(self):
+        return num_patches(self.dit)
+
+    def estimate_flops(self):
+        """Training FLOPs per image patch (model/flops.py): one forward and backward of the DiT."""
+        c, T = self.cfg, self.tokens_per_sample
+        return transformer_flops(patch_transformer_weights(self.dit, T), c.num_transformer_blocks, c.embedding_dim, T)
 
     def denoise(self, noised, t, inference=None):
         """DDIM from timestep t (or --infer_increase_steps) to 0, recursed r more times.

@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model.config import ImageEBTConfig
+from model.flops import ebt_flops, max_training_steps, num_patches, patch_transformer_weights
 from model.img.bidirectional_ebt import BidirectionalEBT
 from model.img.denoising import ImageDenoiser, pixel_mse
 from model.thinking import EnergyMinimizer
@@ -35,6 +36,16 @@ class EBT_IMG_Denoise(EnergyMinimizer):
     @property
     def diffusion(self):
         return self.noising.diffusion
+
+    @property
+    def tokens_per_sample(self):
+        return num_patches(self.transformer)
+
+    def estimate_flops(self):
+        """Training FLOPs per image patch (model/flops.py): second-order thinking steps over the energy network."""
+        c, T = self.cfg, self.tokens_per_sample
+        weights = patch_transformer_weights(self.transformer, T)
+        return ebt_flops(weights, c.num_transformer_blocks, c.embedding_dim, T, max_training_steps(c))
 
     def energy(self, x, landscape=0):
         """Energies (B,) of images (B, C, S, S); the bidirectional EBT has no landscape index."""

@@ -3,6 +3,7 @@ import torch.nn as nn
 
 from model.blocks import init_linear
 from model.config import TransformerConfig
+from model.flops import transformer_flops, weight_count
 from model.nlp.common import count_target_tokens, inputs_and_targets, next_token_loss
 from model.transformer import CausalTransformer
 
@@ -31,11 +32,10 @@ class Baseline_Transformer_NLP(nn.Module):
         return self.head(self.transformer(self.embed_observed(input_ids)))
 
     def estimate_flops(self):
-        """Training FLOPs per predicted token (nanochat's estimate): 6 per weight that multiplies (everything but
-        the embedding lookup; forward 2, backward 4) plus the attention scores and mixing, 12 L D C."""
+        """Training FLOPs per predicted token (model/flops.py): every weight but the embedding lookup."""
         c = self.cfg
-        matmul_params = sum(p.numel() for p in self.parameters()) - self.embeddings.weight.numel()
-        return 6 * matmul_params + 12 * c.num_transformer_blocks * c.embedding_dim * c.context_length
+        return transformer_flops(weight_count(self, exclude=("embeddings",)), c.num_transformer_blocks,
+                                 c.embedding_dim, c.context_length)
 
     def forward_loss_wrapper(self, batch, phase="train"):
         inputs, targets = inputs_and_targets(batch, self.cfg.pad_token_id)

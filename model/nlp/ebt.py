@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from model.ar_ebt import AutoregressiveEBT
 from model.blocks import init_linear
 from model.config import EBTConfig
+from model.flops import autoregressive_ebt_flops
 from model.nlp.common import count_target_tokens, inputs_and_targets, next_token_loss
 from model.replay_buffer import CausalReplayBuffer
 from model.thinking import EnergyMinimizer
@@ -100,26 +101,9 @@ class EBT_NLP(EnergyMinimizer):
         return self.normalize if self.cfg.normalize_initial_condition else None
 
     def estimate_flops(self):
-        """Training FLOPs per predicted token, in the same convention as the Transformer++'s (nanochat):
-
-        - the observed stream, once per landscape that conditions it (time_embed/adaln: every landscape;
-          default: one): forward + weight gradients, 6 per trunk weight, plus attention 12 L D C;
-        - every thinking step on the prediction stream (trunk + prediction embedding + energy head):
-          forward (2 per weight) and the input gradient (2 more), then the loss's backward through both,
-          about twice their cost: 12 per weight, plus attention 24 L D C.
-        With randomised step counts, the training maximum is counted. The paper estimates a 2-step EBT
-        step at about 6.66x a Transformer++ step.
-        """
-        c = self.cfg
-        trunk = sum(p.numel() for name, p in self.transformer.named_parameters()
-                    if not name.startswith(("energy_head", "final_modulation", "time_embeddings")))
-        prediction = sum(p.numel() for name, p in self.named_parameters()
-                         if not name.startswith(("embeddings", "transformer.time_embeddings")) and name not in
-                         ("alpha", "langevin_dynamics_noise_std"))
-        attention = c.num_transformer_blocks * c.embedding_dim * c.context_length
-        landscapes = c.mcmc_num_steps if self.transformer.observed_depends_on_landscape else 1
-        steps = c.mcmc_num_steps * (c.randomize_mcmc_num_steps + 1 if c.randomize_mcmc_num_steps else 1)
-        return landscapes * (6 * trunk + 12 * attention) + steps * (12 * prediction + 24 * attention)
+        """Training FLOPs per predicted token (model/flops.py; the paper estimates a 2-step EBT step at about
+        6.66x a Transformer++ step)."""
+        return autoregressive_ebt_flops(self)
 
     # ------------------------------------------------------------------ System 2 thinking at test time
 

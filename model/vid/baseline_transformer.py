@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from model.blocks import init_linear
 from model.config import VideoConfig
+from model.flops import transformer_flops, weight_count
 from model.img.encoders import FollowsDevice
 from model.transformer import CausalTransformer
 from model.vid.common import frame_features, inputs_and_targets, next_frame_loss
@@ -35,6 +36,13 @@ class Baseline_Transformer_VID(FollowsDevice, nn.Module):
         self.output = nn.Linear(D, D, bias=False)
         init_linear(self.output, cfg.weight_initialization_method, cfg.weight_initialization_gain)
         self.encoders = encoder  # a plain object: frozen, not a submodule, not in the state dict; follows .to()
+
+    def estimate_flops(self):
+        """Training FLOPs per predicted frame (model/flops.py; a tied up-projection multiplies twice); the frozen
+        encoder is not counted."""
+        c = self.cfg
+        tied = weight_count(self.encoder_down_projection, only=("weight",)) if self.project and c.weight_tie_vae_proj else 0
+        return transformer_flops(weight_count(self) + tied, c.num_transformer_blocks, c.embedding_dim, c.context_length)
 
     def embed_observed(self, features):
         return self.encoder_down_projection(features) if self.project else features

@@ -18,6 +18,7 @@ import torch.nn as nn
 from model.ar_ebt import AutoregressiveEBT
 from model.blocks import init_linear
 from model.config import VideoEBTConfig
+from model.flops import autoregressive_ebt_flops, weight_count
 from model.img.encoders import FollowsDevice
 from model.thinking import EnergyMinimizer
 from model.vid.common import frame_features, inputs_and_targets, next_frame_loss
@@ -36,6 +37,10 @@ class EBT_VID(FollowsDevice, EnergyMinimizer):
             init_linear(self.encoder_down_projection, "xavier")
         self.transformer = AutoregressiveEBT(cfg)
         self.encoders = encoder  # a plain object: frozen, not a submodule, not in the state dict; follows .to()
+
+    def estimate_flops(self):
+        """Training FLOPs per predicted frame (model/flops.py); the frozen encoder is not counted."""
+        return autoregressive_ebt_flops(self, observed_input_weights=weight_count(self.encoder_down_projection))
 
     def embed_observed(self, features):
         """(B, n, F) features of observed frames -> (B, n, D) trunk inputs."""
