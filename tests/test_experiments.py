@@ -1,18 +1,87 @@
-"""The experiment scripts run (smoke mode, seconds) and regenerate the results summary."""
+"""The paper-claim experiments: each script runs (smoke mode, seconds) and the summary is regenerated from their
+numbers; the arithmetic behind the reported figures (fits, curves, improvements) is checked by hand."""
 import json
+import math
 
-from experiments import run_all
+import pytest
+
+from experiments import learning_curves, run_all, thinking
 
 
+@pytest.mark.slow
 def test_run_all_in_smoke_mode_writes_numbers_plots_and_the_summary(tmp_path):
-    summary = tmp_path / "results.md"
-    run_all.main(["--smoke", "--out_dir", str(tmp_path / "results"), "--results_md", str(summary)])
-    for name in ("cost_ratio.csv", "cost_ratio.json", "cost_ratio.png"):
-        assert (tmp_path / "results" / "cost_ratio" / name).is_file()
-    rows = json.loads((tmp_path / "results" / "cost_ratio" / "cost_ratio.json").read_text())["rows"]
+    results, summary = tmp_path / "results", tmp_path / "docs" / "results.md"
+    run_all.main(["--smoke", "--out_dir", str(results), "--results_md", str(summary)])
+    expected = {"cost_ratio": ["cost_ratio.csv", "cost_ratio.json", "cost_ratio.png"],
+                "learning_curves": ["learning_curves.json", "learning_curves.png", "data_scaling.csv",
+                                    "data_scaling.json", "data_scaling.png"],
+                "thinking": ["thinking.csv", "thinking.json", "thinking.png"],
+                "denoising": ["denoising.json", "seed33/psnr_vs_forward_passes.csv", "seed33/psnr_vs_forward_passes.png"],
+                "video": ["video.json", "video.png"]}
+    for name, files in expected.items():
+        for file in files:
+            assert (results / name / file).is_file(), f"{name}/{file}"
+    rows = json.loads((results / "cost_ratio" / "cost_ratio.json").read_text())["rows"]
     assert rows[0]["time_ratio"] > 1 and rows[0]["flops_ratio"] > 1  # thinking costs more than one pass
+    scaling = json.loads((results / "learning_curves" / "data_scaling.json").read_text())
+    assert {(r["model"], r["steps"]) for r in scaling["finals"]} == {
+        (m, s) for m in ("EBT", "Transformer++") for s in (2, 4)}  # every budget is a finished run
+    think = json.loads((results / "thinking" / "thinking.json").read_text())
+    ebt = next(r for r in think["results"] if r["model"] == "EBT (S2)" and r["dataset"] == "bbc_news")
+    assert sorted(map(int, ebt["steps"])) == thinking.STEPS and sorted(map(int, ebt["best_of"])) == thinking.SAMPLES
+    video = json.loads((results / "video" / "video.json").read_text())
+    assert len(video["summary"]["repeat the last real frame"]["rollout_mse"]) == len(video["frames"]) == 11
+
     text = summary.read_text()
-    assert "Cost of a training step" in text and "| tiny |" in text and "Not yet reproduced here" in text
-    assert (tmp_path / "figures" / "cost_ratio.png").is_file()  # the summary's plots sit beside it
-    assert (tmp_path / "figures" / "learning_curves.png").is_file()
-    assert "## Learning curves" in text and "| EBT | 6 |" in text and "| Transformer++ | 6 |" in text
+    for title in ("## Cost of a training step", "## Learning", "## Thinking", "## Image denoising", "## Video",
+                  "## Not reproduced here"):
+        assert title in text
+    assert text.count("Verdict") == 5 and "Not run" not in text
+    for figure in ("cost_ratio", "data_scaling", "learning_curves", "thinking", "psnr_vs_forward_passes", "video"):
+        assert (tmp_path / "docs" / "figures" / f"{figure}.png").is_file()  # the summary's plots sit beside it
+        assert f"](figures/{figure}.png)" in text
+
+
+def test_summary_lists_experiments_without_results(tmp_path):
+    summary = tmp_path / "results.md"
+    run_all.main(["--summarize_only", "--out_dir", str(tmp_path / "empty"), "--results_md", str(summary)])
+    text = summary.read_text()
+    assert "No results yet for: cost_ratio, learning_curves, thinking, denoising, video" in text
+    assert "python experiments/run_all.py --only cost_ratio learning_curves thinking denoising video" in text
+
+
+def test_power_law_fit_recovers_the_exponent():
+    tokens = [1e5, 2e5, 4e5, 8e5]
+    b, a = learning_curves.fit_power_law(tokens, [3.0 * d ** -0.25 for d in tokens])
+    assert b == pytest.approx(0.25) and a == pytest.approx(3.0)
+
+
+def test_relative_scaling_rate_is_the_ratio_of_fitted_exponents():
+    tokens = [1e5, 2e5, 4e5]
+    finals = [{"model": m, "seed": s, "tokens": d, "valid_loss": 2.0 * d ** -b}
+              for m, b in (("EBT", 0.3), ("Transformer++", 0.2)) for s in (1, 2) for d in tokens]
+    out = learning_curves.summarize(finals, [1, 2])
+    assert out["models"]["EBT"]["b"] == pytest.approx(0.3)
+    assert out["relative_rate_percent"] == pytest.approx(50.0)  # 0.3 / 0.2 - 1
+    assert out["relative_rate_percent_per_seed"] == pytest.approx([50.0, 50.0])
+
+
+def test_learning_curve_places_validations_at_the_tokens_of_their_step(tmp_path):
+    # Lightning logs a validation inside the loop at the step of the training log (after 10 steps: step 9) and
+    # the one after training at the global step (10)
+    (tmp_path / "metrics.csv").write_text(
+        "step,train_tokens,train_flops,valid_loss\n4,100,1000,\n4,,,3.0\n9,200,2000,\n9,,,2.5\n10,,,2.4\n")
+    assert learning_curves.read_curve(str(tmp_path)) == [(5, 100.0, 1000.0, 3.0), (10, 200.0, 2000.0, 2.4)]
+
+
+def test_thinking_improvements_are_relative_perplexity_drops_from_system_1():
+    steps = {str(s): 2.0 - 0.01 * s for s in thinking.STEPS}
+    best_of = {str(n): 1.9 - 0.01 * n for n in thinking.SAMPLES}
+    results = [{"model": "EBT (S2)", "seed": 1, "dataset": "shakespeare", "steps": steps, "best_of": best_of},
+               {"model": "Transformer++", "seed": 1, "dataset": "shakespeare", "transformer": 1.5}]
+    out = thinking.summarize(results)
+    ebt = out["EBT (S2) | shakespeare"]
+    assert ebt["system1_loss"] == pytest.approx(1.97)  # 3 steps, one sample
+    assert ebt["longer_percent"] == pytest.approx(100 * (1 - math.exp(1.92 - 1.97)))
+    assert ebt["longer_verified_percent"] == pytest.approx(100 * (1 - math.exp(1.82 - 1.97)))
+    assert out["Transformer++ | shakespeare"] == {"loss": 1.5}

@@ -1,0 +1,51 @@
+"""What the experiment scripts share: running training commands side by side, finding a run's newest folder."""
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def default_jobs():
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def run_commands(commands, log_dir, jobs=None):
+    """Run {name: argv} from the repository root, `jobs` at a time, each with cores // jobs threads (small models
+    use 2 single-threaded processes better than one with 2 threads), output to <log_dir>/<name>.log.
+    Raises SystemExit naming the failed run with the end of its log."""
+    jobs = jobs or default_jobs()
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    os.makedirs(log_dir, exist_ok=True)
+    pending, running, failed = list(commands.items()), {}, []
+    while pending or running:
+        while pending and len(running) < jobs:
+            name, argv = pending.pop(0)
+            log = open(os.path.join(log_dir, f"{name}.log"), "w")
+            print(f"[{time.strftime('%H:%M:%S')}] start {name}: {' '.join(argv)}", flush=True)
+            running[name] = (subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log)
+        time.sleep(0.5)
+        for name, (process, log) in list(running.items()):
+            if process.poll() is None:
+                continue
+            log.close()
+            del running[name]
+            print(f"[{time.strftime('%H:%M:%S')}] done  {name} (status {process.returncode})", flush=True)
+            if process.returncode != 0:
+                failed.append(name)
+    if failed:
+        with open(os.path.join(log_dir, f"{failed[0]}.log")) as f:
+            tail = f.read()[-3000:]
+        raise SystemExit(f"training failed: {', '.join(failed)} (logs in {log_dir}); the end of {failed[0]}'s:\n{tail}")
+
+
+def newest_run(log_dir, run_name):
+    """The newest <log_dir>/<run_name>/<time> folder."""
+    runs = os.path.join(log_dir, run_name)
+    return max(os.path.join(runs, d) for d in os.listdir(runs))
+
+
+def python_command(*args):
+    return [sys.executable, *args]

@@ -1,0 +1,205 @@
+"""Claim 2, "EBTs can think": System 2 thinking at test time (more steps, best-of-N self-verification) lowers an
+S2-trained EBT's perplexity, more so out of distribution; a Transformer++ cannot improve by thinking; without
+random step sizes during training the gain vanishes (paper's ablation).
+
+Trains, for each seed, with the recipe of job_scripts/nlp/pretrain/ebt_s2_tiny_cpu.sh (4xs, bytes, Shakespeare):
+the S2 EBT, the same EBT without random step sizes (--randomize_mcmc_step_size_scale 1) and a Transformer++
+with the same data, context, batch and steps. Then evaluates on Shakespeare validation rows (in distribution)
+and BBC news (out of distribution), token-weighted:
+- perplexity after each of 1..8 thinking steps (one sample);
+- best of N = 1, 2, 4, 8 samples after 8 steps, chosen per position by the lowest final energy;
+- the Transformer++'s perplexity (one forward pass; it has nothing to think with).
+Every EBT configuration uses the trained Langevin noise and random initial guesses; the same evaluation seed
+for every configuration. Writes <out>/thinking.{csv,json,png}.
+
+    python experiments/thinking.py            # 1 seed: ~15 min on 2 cores
+    python experiments/thinking.py --smoke    # seconds
+"""
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from base_model_trainer import ModelTrainer  # noqa: E402
+from data.nlp import build_collator, build_splits, load_tokenizer  # noqa: E402
+from experiments.common import newest_run, run_commands  # noqa: E402
+from model.config import InferenceConfig  # noqa: E402
+
+S2_RECIPE = "job_scripts/nlp/pretrain/ebt_s2_tiny_cpu.sh"
+# the recipe's data and schedule, for the Transformer++ (its own default learning rate)
+TRANSFORMER_FLAGS = ["--model_name", "baseline_transformer", "--model_size", "4xs", "--tokenizer", "byte",
+                     "--dataset_name", "shakespeare", "--context_length", "64", "--batch_size_per_device", "32",
+                     "--max_steps", "600", "--warm_up_steps", "60", "--val_check_interval", "200"]
+MODELS = {  # label -> run name, command, extra flags
+    "EBT (S2)": ("ebt_s2", ["bash", S2_RECIPE], []),
+    "EBT (S2, no random step size)": ("ebt_s2_fixed_step_size", ["bash", S2_RECIPE],
+                                      ["--randomize_mcmc_step_size_scale", "1"]),
+    "Transformer++": ("baseline_transformer", [sys.executable, "train_model.py"], TRANSFORMER_FLAGS),
+}
+SMOKE_FLAGS = ["--max_steps", "3", "--warm_up_steps", "1", "--val_check_interval", "3", "--limit_val_batches", "1",
+               "--override_embedding_dim", "32", "--context_length", "16", "--batch_size_per_device", "4"]
+STEPS = [1, 2, 3, 4, 5, 6, 7, 8]
+SAMPLES = [1, 2, 4, 8]
+PAPER = {"improvement_percent": 29, "dyck_longer_percent": 7.19, "dyck_longer_verified_percent": 18.7}
+
+
+def train_command(label, seed, log_dir, smoke):
+    """The recipe's command for one model and seed, and its run name."""
+    name, command, flags = MODELS[label]
+    run_name = f"{name}_seed{seed}"
+    return run_name, [*command, *flags, "--run_name", run_name, "--log_dir", log_dir, "--seed", str(seed),
+                      "--no_wandb", *(SMOKE_FLAGS if smoke else []),
+                      *(["--mcmc_replay_buffer_size", "8"] if smoke and name.startswith("ebt") else [])]
+
+
+def load(checkpoint_path):
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+    trainer = ModelTrainer(checkpoint["hyper_parameters"])
+    trainer.load_state_dict(checkpoint["state_dict"])
+    return trainer.model.eval(), trainer.hparams
+
+
+def evaluation_batches(hp, dataset_name, rows, batch_size):
+    """The first `rows` validation rows of a corpus, tokenized and split as in training (same seed)."""
+    from argparse import Namespace
+
+    eval_hp = Namespace(**{**dict(hp), "dataset_name": dataset_name})
+    tokenizer = load_tokenizer(eval_hp.tokenizer)
+    _, valid, _ = build_splits(eval_hp, tokenizer)
+    collate = build_collator(eval_hp, tokenizer)
+    items = [valid[i] for i in range(min(rows, len(valid)))]
+    return [collate(items[i:i + batch_size]) for i in range(0, len(items), batch_size)]
+
+
+def token_weighted(model, batches, inference=None, eval_seed=0):
+    """Token-weighted loss after each step (EBT) or of the one pass (Transformer++), as a list."""
+    torch.manual_seed(eval_seed)
+    total, count = None, 0
+    for batch in batches:
+        kwargs = {"inference": inference} if inference is not None else {}
+        with torch.no_grad():
+            out = model.forward_loss_wrapper(batch, phase="test", **kwargs)
+        n = int(out["count"])
+        weighted = out["step_losses"].double() * n
+        total, count = (weighted if total is None else total + weighted), count + n
+    return (total / count).tolist()
+
+
+def evaluate(label, model, batches, eval_seed):
+    if not label.startswith("EBT"):
+        return {"transformer": token_weighted(model, batches)[0]}
+    steps = token_weighted(model, batches, InferenceConfig(infer_ebt_num_steps=max(STEPS)), eval_seed)
+    best_of = {n: token_weighted(model, batches, InferenceConfig(infer_ebt_num_steps=max(STEPS),
+                                                                 infer_generated_samples=n), eval_seed)[-1]
+               for n in SAMPLES}
+    return {"steps": {str(s): loss for s, loss in zip(STEPS, steps)}, "best_of": {str(n): loss for n, loss in best_of.items()}}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out_dir", default="results/thinking")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[33])
+    parser.add_argument("--eval_rows", type=int, default=256, help="rows of 64 tokens per evaluation set")
+    parser.add_argument("--jobs", type=int, default=None, help="trainings side by side (default: 2 on 2+ cores)")
+    parser.add_argument("--smoke", action="store_true", help="3 training steps of tiny models (seconds)")
+    args = parser.parse_args(argv)
+    rows = 8 if args.smoke else args.eval_rows
+    log_dir = os.path.join(args.out_dir, "runs")
+    runs = {(label, seed): train_command(label, seed, log_dir, args.smoke) for seed in args.seeds for label in MODELS}
+    run_commands(dict(runs.values()), os.path.join(args.out_dir, "logs"), args.jobs)
+    commands = {label: " ".join(runs[label, args.seeds[0]][1]).replace(sys.executable, "python") for label in MODELS}
+    results = []
+    for (label, seed), (run_name, _) in runs.items():
+        model, hp = load(os.path.join(newest_run(log_dir, run_name), "checkpoints", "last.ckpt"))
+        for dataset in ("shakespeare", "bbc_news"):
+            batches = evaluation_batches(hp, dataset, rows, hp.batch_size_per_device)
+            results.append({"model": label, "seed": seed, "dataset": dataset,
+                            **evaluate(label, model, batches, eval_seed=seed)})
+    summary = summarize(results)
+    write(results, summary, commands, args.out_dir)
+    return {"results": results, "summary": summary, "commands": commands}
+
+
+def mean(values):
+    return sum(values) / len(values)
+
+
+def summarize(results):
+    """Seed-mean losses and perplexities per (model, dataset); the EBTs' improvements over System 1, which is
+    taken as 3 steps and one sample (the recipe's evaluation: its randomised 2-3 training steps, at most)."""
+    summary = {}
+    for dataset in ("shakespeare", "bbc_news"):
+        for label in MODELS:
+            runs = [r for r in results if r["model"] == label and r["dataset"] == dataset]
+            if not runs:
+                continue
+            key = f"{label} | {dataset}"
+            if "transformer" in runs[0]:
+                summary[key] = {"loss": mean([r["transformer"] for r in runs])}
+                continue
+            steps = {str(s): mean([r["steps"][str(s)] for r in runs]) for s in STEPS}
+            best_of = {str(n): mean([r["best_of"][str(n)] for r in runs]) for n in SAMPLES}
+            system1, longer, verified = steps["3"], steps[str(max(STEPS))], best_of[str(max(SAMPLES))]
+            summary[key] = {
+                "steps": steps, "best_of": best_of, "system1_loss": system1,
+                "longer_percent": 100 * (1 - math.exp(longer - system1)),  # perplexity lowered by, in %
+                "longer_verified_percent": 100 * (1 - math.exp(verified - system1)),
+            }
+    return summary
+
+
+def write(results, summary, commands, out_dir):
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "thinking.json"), "w") as f:
+        json.dump({"results": results, "summary": summary, "commands": commands, "paper": PAPER}, f, indent=1)
+    with open(os.path.join(out_dir, "thinking.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["model", "seed", "dataset", "thinking_steps", "samples", "loss", "perplexity"])
+        for r in results:
+            if "transformer" in r:
+                writer.writerow([r["model"], r["seed"], r["dataset"], 1, 1, r["transformer"], math.exp(r["transformer"])])
+                continue
+            for s, loss in r["steps"].items():
+                writer.writerow([r["model"], r["seed"], r["dataset"], int(s), 1, loss, math.exp(loss)])
+            for n, loss in r["best_of"].items():
+                writer.writerow([r["model"], r["seed"], r["dataset"], max(STEPS), int(n), loss, math.exp(loss)])
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharey="row")
+    for row, (dataset, title) in enumerate((("shakespeare", "Shakespeare (in distribution)"),
+                                            ("bbc_news", "BBC news (out of distribution)"))):
+        for label, color in zip(MODELS, ("C0", "C2", "C1")):
+            stats = summary.get(f"{label} | {dataset}")
+            if stats is None:
+                continue
+            if "loss" in stats:  # the Transformer++: a flat line
+                for ax in axes[row]:
+                    ax.axhline(math.exp(stats["loss"]), color=color, linestyle="--", label=label)
+                continue
+            axes[row][0].plot(STEPS, [math.exp(stats["steps"][str(s)]) for s in STEPS], marker="o", color=color,
+                              label=label)
+            axes[row][1].plot(SAMPLES, [math.exp(stats["best_of"][str(n)]) for n in SAMPLES], marker="o", color=color,
+                              label=label)
+        axes[row][0].set_ylabel(f"{title}\nperplexity (bytes)")
+        for ax in axes[row]:
+            ax.set_xscale("log", base=2)
+            ax.grid(alpha=0.3)
+    axes[1][0].set_xlabel("thinking steps (one sample)")
+    axes[1][1].set_xlabel(f"best of N samples ({max(STEPS)} steps, lowest energy kept)")
+    axes[0][1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "thinking.png"), dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
