@@ -64,3 +64,16 @@ def patch_transformer_weights(network, tokens, per_sample_extra=0):
 
 def num_patches(network):
     return network.patch_embed.grid_size ** 2
+
+
+def dit_flops(network):
+    """A DiT's training FLOPs per patch: one forward and backward."""
+    T = num_patches(network)
+    return transformer_flops(patch_transformer_weights(network, T), len(network.blocks), network.pos_embed.shape[-1], T)
+
+
+def image_ebt_flops(network, cfg, per_sample_extra=0):
+    """A bidirectional image EBT's training FLOPs per patch: second-order thinking steps over the network."""
+    T = num_patches(network)
+    return ebt_flops(patch_transformer_weights(network, T, per_sample_extra), len(network.blocks),
+                     network.pos_embed.shape[-1], T, max_training_steps(cfg))

@@ -300,3 +300,18 @@ def test_text_to_image_trains_from_the_command_line_on_a_local_coco_copy(vae_dir
         "step_3.png", "step_6.png", "test_batch_0.png"]
     checkpoint = torch.load(f"{run_dir}/checkpoints/last.ckpt", weights_only=False)
     assert not any("vae" in k or "text_model" in k for k in checkpoint["state_dict"])  # frozen encoders not saved
+
+
+def test_text_to_image_flops_count_the_caption_projector_once_per_image_and_not_the_encoders(vae_dir, clip_dir,
+                                                                                              encoders):
+    from model.flops import dit_flops, image_ebt_flops
+
+    hp = tiny_hparams(vae_dir, clip_dir, mcmc_num_steps=2)
+    ebt, dit = EBT_IMG_T2I(hp, encoders=encoders), DiT_IMG_T2I(hp, encoders=encoders)
+    T = ebt.tokens_per_sample
+    assert T == dit.tokens_per_sample == (4 // ebt.transformer.patch_size) ** 2  # latent grid 4x4
+    projector = sum(p.numel() for p in ebt.text_embeddings_projector.parameters())
+    # the projector's FLOPs (12 per weight per thinking step, 2 steps) spread over the image's T patches
+    assert ebt.estimate_flops() == pytest.approx(image_ebt_flops(ebt.transformer, ebt.cfg) + 2 * 12 * projector / T)
+    assert dit.estimate_flops() == dit_flops(dit.dit)  # the DiT's projector is its condition_projector
+    assert dit.estimate_flops() < ebt.estimate_flops()

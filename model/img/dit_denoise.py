@@ -8,7 +8,7 @@ recursion (`infer_recurse_diffusion_n_times = r`).
 import torch.nn as nn
 
 from model.config import ImageConfig
-from model.flops import num_patches, patch_transformer_weights, transformer_flops
+from model.flops import dit_flops, num_patches
 from model.img.diffusion import diffusion_loss_report
 from model.img.dit import DiT
 from model.img.denoising import ImageDenoiser
@@ -36,8 +36,7 @@ class DiT_IMG_Denoise(nn.Module):
 
     def estimate_flops(self):
         """Training FLOPs per image patch (model/flops.py): one forward and backward of the DiT."""
-        c, T = self.cfg, self.tokens_per_sample
-        return transformer_flops(patch_transformer_weights(self.dit, T), c.num_transformer_blocks, c.embedding_dim, T)
+        return dit_flops(self.dit)
 
     def denoise(self, noised, t, inference=None):
         """DDIM from timestep t (or --infer_increase_steps) to 0, recursed r more times.

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from model.config import TextToImageConfig
-from model.flops import num_patches, patch_transformer_weights, transformer_flops
+from model.flops import dit_flops, num_patches
 from model.img.diffusion import GaussianDiffusion, diffusion_loss_report
 from model.img.dit import DiT
 from model.img.encoders import VAE_LATENT_CHANNELS, FollowsDevice, TextToImageEncoders
@@ -46,8 +46,7 @@ class DiT_IMG_T2I(FollowsDevice, nn.Module):
 
     def estimate_flops(self):
         """Training FLOPs per latent patch (model/flops.py); the frozen VAE and CLIP are not counted."""
-        c, T = self.cfg, self.tokens_per_sample
-        return transformer_flops(patch_transformer_weights(self.dit, T), c.num_transformer_blocks, c.embedding_dim, T)
+        return dit_flops(self.dit)
 
     def denoiser(self, caption):
         """model_fn(x_t, t) -> [eps, v], conditioned on the captions; and the batch size."""

@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model.config import ImageEBTConfig
-from model.flops import ebt_flops, max_training_steps, num_patches, patch_transformer_weights
+from model.flops import image_ebt_flops, num_patches
 from model.img.bidirectional_ebt import BidirectionalEBT
 from model.img.denoising import ImageDenoiser, pixel_mse
 from model.thinking import EnergyMinimizer
@@ -43,9 +43,7 @@ class EBT_IMG_Denoise(EnergyMinimizer):
 
     def estimate_flops(self):
         """Training FLOPs per image patch (model/flops.py): second-order thinking steps over the energy network."""
-        c, T = self.cfg, self.tokens_per_sample
-        weights = patch_transformer_weights(self.transformer, T)
-        return ebt_flops(weights, c.num_transformer_blocks, c.embedding_dim, T, max_training_steps(c))
+        return image_ebt_flops(self.transformer, self.cfg)
 
     def energy(self, x, landscape=0):
         """Energies (B,) of images (B, C, S, S); the bidirectional EBT has no landscape index."""

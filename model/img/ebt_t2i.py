@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model.config import TextToImageEBTConfig
-from model.flops import ebt_flops, max_training_steps, num_patches, patch_transformer_weights, weight_count
+from model.flops import image_ebt_flops, num_patches, weight_count
 from model.img.bidirectional_ebt import BidirectionalEBT
 from model.img.encoders import VAE_LATENT_CHANNELS, FollowsDevice, TextToImageEncoders
 from model.thinking import EnergyMinimizer
@@ -47,9 +47,7 @@ class EBT_IMG_T2I(FollowsDevice, EnergyMinimizer):
     def estimate_flops(self):
         """Training FLOPs per latent patch (model/flops.py); the caption projector runs once per image, the
         frozen VAE and CLIP are not counted."""
-        c, T = self.cfg, self.tokens_per_sample
-        weights = patch_transformer_weights(self.transformer, T, weight_count(self.text_embeddings_projector))
-        return ebt_flops(weights, c.num_transformer_blocks, c.embedding_dim, T, max_training_steps(c))
+        return image_ebt_flops(self.transformer, self.cfg, weight_count(self.text_embeddings_projector))
 
     def condition(self, caption):
         """Caption tokens {"input_ids", "attention_mask"} (B, 77) or strings -> adaLN conditions (B, D)."""
