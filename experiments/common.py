@@ -47,5 +47,14 @@ def newest_run(log_dir, run_name):
     return max(os.path.join(runs, d) for d in os.listdir(runs))
 
 
+def finished_run(log_dir, run_name):
+    """The newest folder of a run that ran to its end (its final plot is written last), else None."""
+    if not os.path.isdir(os.path.join(log_dir, run_name)):
+        return None
+    run_dir = newest_run(log_dir, run_name)
+    done = all(os.path.isfile(os.path.join(run_dir, f)) for f in ("training_curves.png", "checkpoints/last.ckpt"))
+    return run_dir if done else None
+
+
 def python_command(*args):
     return [sys.executable, *args]

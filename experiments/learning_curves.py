@@ -10,7 +10,7 @@ budget's validation curve, against tokens and against FLOPs (`estimate_flops`), 
 
 Writes <out>/learning_curves.{csv,json,png} and <out>/data_scaling.{csv,json,png}.
 
-    python experiments/learning_curves.py              # budgets 100..800 steps, 2 seeds: ~25 min on 2 cores (2 runs side by side)
+    python experiments/learning_curves.py              # budgets 100..800 steps, 2 seeds: ~25 min on 2 cores
     python experiments/learning_curves.py --smoke      # seconds
 """
 import argparse

@@ -12,7 +12,7 @@ and BBC news (out of distribution), token-weighted:
 Every EBT configuration uses the trained Langevin noise and random initial guesses; the same evaluation seed
 for every configuration. Writes <out>/thinking.{csv,json,png}.
 
-    python experiments/thinking.py            # 1 seed: ~15 min on 2 cores
+    python experiments/thinking.py            # 2 seeds: ~25 min on 2 cores
     python experiments/thinking.py --smoke    # seconds
 """
 import argparse
@@ -28,7 +28,7 @@ import torch  # noqa: E402
 
 from base_model_trainer import ModelTrainer  # noqa: E402
 from data.nlp import build_collator, build_splits, load_tokenizer  # noqa: E402
-from experiments.common import newest_run, run_commands  # noqa: E402
+from experiments.common import finished_run, newest_run, run_commands  # noqa: E402
 from model.config import InferenceConfig  # noqa: E402
 
 S2_RECIPE = "job_scripts/nlp/pretrain/ebt_s2_tiny_cpu.sh"
@@ -98,21 +98,27 @@ def evaluate(label, model, batches, eval_seed):
     best_of = {n: token_weighted(model, batches, InferenceConfig(infer_ebt_num_steps=max(STEPS),
                                                                  infer_generated_samples=n), eval_seed)[-1]
                for n in SAMPLES}
-    return {"steps": {str(s): loss for s, loss in zip(STEPS, steps)}, "best_of": {str(n): loss for n, loss in best_of.items()}}
+    return {"steps": {str(s): loss for s, loss in zip(STEPS, steps)},
+            "best_of": {str(n): loss for n, loss in best_of.items()}}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out_dir", default="results/thinking")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[33])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[33, 34])
     parser.add_argument("--eval_rows", type=int, default=256, help="rows of 64 tokens per evaluation set")
+    parser.add_argument("--reuse_runs", action="store_true",
+                        help="evaluate models already trained to the end under --out_dir instead of training them "
+                             "again (e.g. to add a seed)")
     parser.add_argument("--jobs", type=int, default=None, help="trainings side by side (default: 2 on 2+ cores)")
     parser.add_argument("--smoke", action="store_true", help="3 training steps of tiny models (seconds)")
     args = parser.parse_args(argv)
     rows = 8 if args.smoke else args.eval_rows
     log_dir = os.path.join(args.out_dir, "runs")
     runs = {(label, seed): train_command(label, seed, log_dir, args.smoke) for seed in args.seeds for label in MODELS}
-    run_commands(dict(runs.values()), os.path.join(args.out_dir, "logs"), args.jobs)
+    to_train = {name: command for name, command in runs.values()
+                if not (args.reuse_runs and finished_run(log_dir, name))}
+    run_commands(to_train, os.path.join(args.out_dir, "logs"), args.jobs)
     commands = {label: " ".join(runs[label, args.seeds[0]][1]).replace(sys.executable, "python") for label in MODELS}
     results = []
     for (label, seed), (run_name, _) in runs.items():
@@ -130,6 +136,13 @@ def mean(values):
     return sum(values) / len(values)
 
 
+def improvements(steps, best_of):
+    """Perplexity lowered by (in %) thinking longer (8 steps) and longer + best of 8, relative to System 1."""
+    system1 = steps["3"]
+    return {"longer_percent": 100 * (1 - math.exp(steps[str(max(STEPS))] - system1)),
+            "longer_verified_percent": 100 * (1 - math.exp(best_of[str(max(SAMPLES))] - system1))}
+
+
 def summarize(results):
     """Seed-mean losses and perplexities per (model, dataset); the EBTs' improvements over System 1, which is
     taken as 3 steps and one sample (the recipe's evaluation: its randomised 2-3 training steps, at most)."""
@@ -145,12 +158,10 @@ def summarize(results):
                 continue
             steps = {str(s): mean([r["steps"][str(s)] for r in runs]) for s in STEPS}
             best_of = {str(n): mean([r["best_of"][str(n)] for r in runs]) for n in SAMPLES}
-            system1, longer, verified = steps["3"], steps[str(max(STEPS))], best_of[str(max(SAMPLES))]
-            summary[key] = {
-                "steps": steps, "best_of": best_of, "system1_loss": system1,
-                "longer_percent": 100 * (1 - math.exp(longer - system1)),  # perplexity lowered by, in %
-                "longer_verified_percent": 100 * (1 - math.exp(verified - system1)),
-            }
+            summary[key] = {"steps": steps, "best_of": best_of, "system1_loss": steps["3"],
+                            **improvements(steps, best_of),
+                            "longer_verified_percent_per_seed": [improvements(r["steps"], r["best_of"])[
+                                "longer_verified_percent"] for r in runs]}
     return summary
 
 
@@ -163,7 +174,8 @@ def write(results, summary, commands, out_dir):
         writer.writerow(["model", "seed", "dataset", "thinking_steps", "samples", "loss", "perplexity"])
         for r in results:
             if "transformer" in r:
-                writer.writerow([r["model"], r["seed"], r["dataset"], 1, 1, r["transformer"], math.exp(r["transformer"])])
+                loss = r["transformer"]
+                writer.writerow([r["model"], r["seed"], r["dataset"], 1, 1, loss, math.exp(loss)])
                 continue
             for s, loss in r["steps"].items():
                 writer.writerow([r["model"], r["seed"], r["dataset"], int(s), 1, loss, math.exp(loss)])

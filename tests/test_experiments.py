@@ -16,7 +16,8 @@ def test_run_all_in_smoke_mode_writes_numbers_plots_and_the_summary(tmp_path):
                 "learning_curves": ["learning_curves.json", "learning_curves.png", "data_scaling.csv",
                                     "data_scaling.json", "data_scaling.png"],
                 "thinking": ["thinking.csv", "thinking.json", "thinking.png"],
-                "denoising": ["denoising.json", "seed33/psnr_vs_forward_passes.csv", "seed33/psnr_vs_forward_passes.png"],
+                "denoising": ["denoising.json", "seed33/psnr_vs_forward_passes.csv",
+                              "seed33/psnr_vs_forward_passes.png"],
                 "video": ["video.json", "video.png"]}
     for name, files in expected.items():
         for file in files:
