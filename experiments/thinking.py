@@ -186,7 +186,7 @@ def write(results, summary, commands, out_dir):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharey="row")
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7))  # own y ranges: the first step dwarfs what follows
     for row, (dataset, title) in enumerate((("shakespeare", "Shakespeare (in distribution)"),
                                             ("bbc_news", "BBC news (out of distribution)"))):
         for label, color in zip(MODELS, ("C0", "C2", "C1")):
@@ -202,6 +202,7 @@ def write(results, summary, commands, out_dir):
             axes[row][1].plot(SAMPLES, [math.exp(stats["best_of"][str(n)]) for n in SAMPLES], marker="o", color=color,
                               label=label)
         axes[row][0].set_ylabel(f"{title}\nperplexity (bytes)")
+        axes[row][0].set_yscale("log")
         for ax in axes[row]:
             ax.set_xscale("log", base=2)
             ax.grid(alpha=0.3)
