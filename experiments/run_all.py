@@ -201,8 +201,11 @@ def denoising_section(out_dir, figure, command):
                      f"{'/'.join(map(str, s['forward_passes']['EBT']))} | {s['psnr']['DiT']:.2f} | "
                      f"{'/'.join(map(str, s['forward_passes']['DiT']))} | "
                      f"{', '.join(f'{m:+.2f}' for m in margins)} dB |")
-    verdict = {(True, True): "agrees: the EBT denoises better than the DiT with one to a few passes against 100-600, "
-                             "in distribution and at the unseen noise level, in every seed",
+    passes = lambda label: sorted({p for level in summary.values() for p in level["forward_passes"][label]})
+    span = lambda label: f"{passes(label)[0]}-{passes(label)[-1]}" if len(passes(label)) > 1 else str(passes(label)[0])
+    verdict = {(True, True): f"agrees: the EBT denoises better than the DiT, with {span('EBT')} forward passes "
+                             f"against the DiT's {span('DiT')}, in "
+                             "distribution and at the unseen noise level, in every seed",
                (True, False): "agrees in distribution only; at the unseen noise level the EBT is not better in every "
                               "seed",
                (False, True): "agrees at the unseen noise level only; in distribution the DiT matches or beats it in "
