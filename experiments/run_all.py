@@ -164,6 +164,11 @@ def thinking_section(out_dir, figure, command):
         parts.append(f"{where}, System 2 lowers the S2 EBT's perplexity by {gain:.1f}% ({seeds_text}; paper: up to "
                      f"{paper['improvement_percent']}%); trained without random step sizes ({without:+.1f}%), "
                      f"{ablated}")
+    ablated_system1 = summary[f"{ablation} | shakespeare"]["system1_loss"]
+    s2_best = summary[f"{s2} | shakespeare"]["best_of"][str(max(thinking.SAMPLES))]
+    if ablated_system1 < s2_best:
+        parts.insert(1, f"yet the model trained without random step sizes is better already at System 1 "
+                     f"({ppl(ablated_system1):.3f}) than the S2 EBT after thinking ({ppl(s2_best):.3f})")
     ood_more = gains[s2, "bbc_news"] > gains[s2, "shakespeare"] + threshold
     parts.append("the gain is " + ("larger out of distribution, as in the paper" if ood_more
                                    else "not larger out of distribution, unlike the paper"))
@@ -213,6 +218,8 @@ def denoising_section(out_dir, figure, command):
                (False, False): "disagrees: the EBT is not better than the DiT in every seed"}[tuple(agree)]
     lines += ["", f"Verdict: {verdict} (absolute PSNRs are lower than the paper's: 32x32 crops, minutes of "
               "CPU training).", "", f"![psnr vs forward passes]({figure['psnr_vs_forward_passes.png']})", "",
+              f"Every setting of the first seed: [{figure['psnr_vs_forward_passes.md']}]"
+              f"({figure['psnr_vs_forward_passes.md']}).", "",
               f"Command: `{command}`.", ""]
     return lines
 
@@ -257,15 +264,15 @@ def video_section(out_dir, figure, command):
 SECTIONS = [("cost_ratio", cost_ratio_section, ["cost_ratio.png"]),
             ("learning_curves", learning_section, ["data_scaling.png", "learning_curves.png"]),
             ("thinking", thinking_section, ["thinking.png"]),
-            ("denoising", denoising_section, ["psnr_vs_forward_passes.png"]),
+            ("denoising", denoising_section, ["psnr_vs_forward_passes.png", "psnr_vs_forward_passes.md"]),
             ("video", video_section, ["video.png"])]
 
 
 def figure_source(out_dir, name, file):
-    """Where an experiment left a plot (the denoising comparison: its first seed's folder)."""
+    """Where an experiment left a figure (the denoising comparison: in its first seed's folder)."""
     if name == "denoising":
-        data = load(out_dir, "denoising", "denoising.json")
-        return os.path.join(out_dir, name, data["plot"])
+        first_seed = os.path.dirname(load(out_dir, "denoising", "denoising.json")["plot"])
+        return os.path.join(out_dir, name, first_seed, file)
     return os.path.join(out_dir, name, file)
 
 
