@@ -36,8 +36,10 @@ def main(argv=None):
     parser.add_argument("--out_dir", default="results/denoising")
     parser.add_argument("--seeds", type=int, nargs="+", default=[33, 34])
     parser.add_argument("--jobs", type=int, default=None, help="trainings side by side (default: 2 on 2+ cores)")
-    parser.add_argument("--smoke", action="store_true", help="3 training steps of tiny models (seconds)")
+    parser.add_argument("--smoke", action="store_true", help="3 training steps of tiny models, one seed (seconds)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.seeds = args.seeds[:1]
     log_dir = os.path.join(args.out_dir, "runs")
     commands = {f"{label.lower()}_seed{seed}": ["bash", recipe, "--run_name", f"{label.lower()}_seed{seed}",
                                                 "--log_dir", log_dir, "--seed", str(seed),

@@ -111,8 +111,10 @@ def main(argv=None):
                         help="evaluate models already trained to the end under --out_dir instead of training them "
                              "again (e.g. to add a seed)")
     parser.add_argument("--jobs", type=int, default=None, help="trainings side by side (default: 2 on 2+ cores)")
-    parser.add_argument("--smoke", action="store_true", help="3 training steps of tiny models (seconds)")
+    parser.add_argument("--smoke", action="store_true", help="3 training steps of tiny models, one seed (seconds)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.seeds = args.seeds[:1]
     rows = 8 if args.smoke else args.eval_rows
     log_dir = os.path.join(args.out_dir, "runs")
     runs = {(label, seed): train_command(label, seed, log_dir, args.smoke) for seed in args.seeds for label in MODELS}

@@ -83,7 +83,7 @@ def main(argv=None):
                  os.path.join(args.out_dir, "logs"), args.jobs)
     trained = {(label, seed): newest_run(log_dir, f"{slug(label)}_seed{seed}") for seed in args.seeds
                for label in RECIPES}
-    test_batches = "1" if args.smoke else str(TEST_BATCHES)
+    test_batches = "2" if args.smoke else str(TEST_BATCHES)  # a count: "1" would read as the fraction 1.0
     rollouts = {}
     for seed in args.seeds:
         for label, (model, flags) in ROLLOUTS.items():
