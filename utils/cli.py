@@ -182,7 +182,8 @@ def build_parser():
     g.add_argument("--only_test", action="store_true",
                    help="evaluate --only_test_model_ckpt on the test split instead of training")
     g.add_argument("--only_test_model_ckpt", default="", help="checkpoint to evaluate (its hyperparameters are used)")
-    g.add_argument("--limit_test_batches", type=float, default=1.0, help="a fraction (up to 1 = all) or a number of test batches (2 or more)")
+    g.add_argument("--limit_test_batches", type=float, default=1.0,
+                   help="a fraction (up to 1 = all) or a number of test batches (2 or more)")
     g.add_argument("--infer_ebt_advanced", action="store_true",
                    help="think with the infer_* options below instead of the training-time schedule")
     g.add_argument("--infer_ebt_num_steps", type=int, default=1,
@@ -272,8 +273,10 @@ def build_parser():
     g.add_argument("--val_check_interval", type=float, default=200,
                    help="validate every N optimizer steps (int) or fraction of an epoch (< 1)")
     g.add_argument("--check_val_every_n_epoch", type=int, default=None, help="validate every N epochs instead")
-    g.add_argument("--limit_train_batches", type=float, default=1.0, help="a fraction (up to 1 = all) or a number of train batches (2 or more)")
-    g.add_argument("--limit_val_batches", type=float, default=1.0, help="a fraction (up to 1 = all) or a number of val batches (2 or more)")
+    g.add_argument("--limit_train_batches", type=float, default=1.0,
+                   help="a fraction (up to 1 = all) or a number of train batches (2 or more)")
+    g.add_argument("--limit_val_batches", type=float, default=1.0,
+                   help="a fraction (up to 1 = all) or a number of val batches (2 or more)")
     g.add_argument("--val_sanity", type=int, default=0, help="validation batches run before training")
 
     g = p.add_argument_group("Weights & Biases")
