@@ -86,3 +86,18 @@ def test_thinking_improvements_are_relative_perplexity_drops_from_system_1():
     assert ebt["longer_percent"] == pytest.approx(100 * (1 - math.exp(1.92 - 1.97)))
     assert ebt["longer_verified_percent"] == pytest.approx(100 * (1 - math.exp(1.82 - 1.97)))
     assert out["Transformer++ | shakespeare"] == {"loss": 1.5}
+
+
+def test_only_runs_that_ran_to_their_end_are_reused(tmp_path):
+    from experiments.common import finished_run
+
+    assert finished_run(str(tmp_path), "never_started") is None
+    interrupted = tmp_path / "run" / "2026-01-01_00-00-00" / "checkpoints"
+    interrupted.mkdir(parents=True)
+    (interrupted / "last.ckpt").write_bytes(b"")  # a checkpoint from a validation, but no final plot
+    assert finished_run(str(tmp_path), "run") is None
+    done = tmp_path / "run" / "2026-01-02_00-00-00"
+    (done / "checkpoints").mkdir(parents=True)
+    (done / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (done / "training_curves.png").write_bytes(b"")
+    assert finished_run(str(tmp_path), "run") == str(done)  # the newest folder, finished
