@@ -224,6 +224,21 @@ def test_image_folder_splits_and_skips_a_corrupt_file(image_folder):
     assert set(seen) <= set(FOLDER_COLORS) and len(set(seen)) == 7  # every good image is served, no garbage
 
 
+def test_a_split_of_only_unreadable_images_says_so(tmp_path):
+    from data.img.datasets import ImageFiles
+
+    for name in ("a.png", "b.jpg"):
+        (tmp_path / name).write_bytes(b"not an image")
+    dataset = ImageFiles([str(tmp_path / "a.png"), str(tmp_path / "b.jpg")], 8)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        with pytest.raises(RuntimeError, match="image_folder: none of the 2 images of this split can be read"):
+            dataset[1]
+    assert dataset.unreadable == {str(tmp_path / "a.png"), str(tmp_path / "b.jpg")}
+    with pytest.raises(IndexError):
+        dataset[2]
+
+
 def test_image_folder_split_depends_on_seed_only(image_folder):
     a = build_image_splits("image_folder", 8, seed=3, dataset_dir=str(image_folder))
     b = build_image_splits("image_folder", 8, seed=3, dataset_dir=str(image_folder))

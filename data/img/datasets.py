@@ -16,6 +16,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from data.carriers import data_carrier_dir
+from data.readable import read_first_readable
 
 from .transforms import center_crop, image_transform, to_rgb, to_tensor
 
@@ -221,24 +222,20 @@ class ImageFiles(Dataset):
     def __len__(self):
         return len(self.paths)
 
+    def read(self, path):
+        with Image.open(path) as image:
+            return {"image": image_transform(image, self.image_size)}
+
+    def skip(self, path, error):
+        if not self.unreadable:
+            warnings.warn(f"image_folder: skipping unreadable image {path} ({error}); later unreadable files are "
+                          "skipped without a warning (see ImageFiles.unreadable)", stacklevel=3)
+        self.unreadable.add(path)
+
     def __getitem__(self, index):
-        index = int(index)
-        if not 0 <= index < len(self.paths):
-            raise IndexError(index)
-        for offset in range(len(self.paths)):
-            path = self.paths[(index + offset) % len(self.paths)]
-            if path in self.unreadable:
-                continue
-            try:
-                with Image.open(path) as image:
-                    return {"image": image_transform(image, self.image_size)}
-            except (OSError, SyntaxError, ValueError) as error:  # PIL's errors for unknown, truncated, broken files
-                if not self.unreadable:
-                    warnings.warn(f"image_folder: skipping unreadable image {path} ({error}); later unreadable "
-                                  "files are skipped without a warning (see ImageFiles.unreadable)", stacklevel=2)
-                self.unreadable.add(path)
-        raise RuntimeError(f"image_folder: none of the {len(self.paths)} images of this split can be read, "
-                           f"e.g. {self.paths[0]}")
+        # PIL raises these for unknown, truncated and broken files
+        return read_first_readable(self.paths, index, self.unreadable, self.read, (OSError, SyntaxError, ValueError),
+                                   self.skip, "image_folder", "images")
 
 
 def image_folder_splits(dataset_dir, image_size, seed, validation_fraction=0.05, test_fraction=0.05):

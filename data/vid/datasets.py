@@ -31,6 +31,8 @@ import os
 import numpy as np
 from torch.utils.data import ConcatDataset, Dataset
 
+from data.readable import read_first_readable
+
 from .decoding import CorruptVideo, VideoFile
 from .sampling import sample_frame_indices
 from .transforms import frame_size, frames_to_tensor, normalization_steps
@@ -146,19 +148,8 @@ class VideoClips(Dataset):
             logger.warning("%s: skipping unreadable video %s (%s)", self.name, path, error.reason)
 
     def __getitem__(self, index):
-        index = int(index)  # Subset hands over 0-d tensors
-        if not 0 <= index < len(self.paths):
-            raise IndexError(index)
-        for offset in range(len(self.paths)):
-            path = self.paths[(index + offset) % len(self.paths)]
-            if path in self.unreadable:
-                continue
-            try:
-                return {"video": self.load(path, index)}
-            except CorruptVideo as error:
-                self.skip(path, error)
-        raise RuntimeError(f"{self.name}: none of the {len(self.paths)} videos of this split can be read, e.g. "
-                           f"{self.paths[0]}")
+        return read_first_readable(self.paths, index, self.unreadable, lambda path: {"video": self.load(path, index)},
+                                   CorruptVideo, self.skip, self.name, "videos")
 
 
 class VideoConcat(ConcatDataset):
