@@ -52,6 +52,20 @@ def build_model(hp, video_encoder=None):
     return MODELS[key](hp)
 
 
+def load_trained_model(path):
+    """(model in eval mode, its hyperparameters) from a training checkpoint of this project; ValueError if the file
+    is not one. Video models get their frozen encoder built from the hyperparameters."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        hp = checkpoint["hyper_parameters"]
+    except Exception as error:  # a truncated or foreign file
+        raise ValueError(f"{path} is not a checkpoint of this project ({type(error).__name__}: {error})") from error
+    model = build_model(hp)
+    model.load_state_dict({k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()
+                           if k.startswith("model.")})
+    return model.eval(), hp
+
+
 def build_video_encoder(hp):
     """The frozen frame encoder of --backbone_type (pixels, vae, dinov2)."""
     return build_frame_encoder(hp["backbone_type"], list(hp["image_dims"]), hp["vit_backbone_size"], hp["vae_path"],

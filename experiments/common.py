@@ -1,7 +1,6 @@
 """What the experiment scripts share: running training commands side by side, finding a run's newest folder."""
 import os
 import subprocess
-import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,7 +53,3 @@ def finished_run(log_dir, run_name):
     run_dir = newest_run(log_dir, run_name)
     done = all(os.path.isfile(os.path.join(run_dir, f)) for f in ("training_curves.png", "checkpoints/last.ckpt"))
     return run_dir if done else None
-
-
-def python_command(*args):
-    return [sys.executable, *args]

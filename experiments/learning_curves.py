@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from experiments.common import newest_run, python_command, run_commands  # noqa: E402
+from experiments.common import newest_run, run_commands  # noqa: E402
 
 MODELS = {"EBT": "ebt", "Transformer++": "baseline_transformer"}
 PAPER_RELATIVE_DATA_SCALING = 35.98  # percent higher scaling rate of the EBT in data (paper, Fig. 4)
@@ -58,9 +58,9 @@ def train_command(label, steps, seed, log_dir, smoke):
     """train_model.py for one finished run of `steps` optimizer steps."""
     schedule = ["--max_steps", str(steps), "--warm_up_steps", str(max(1, steps // 10)),
                 "--val_check_interval", str(min(steps, 100)), "--seed", str(seed)]
-    return python_command("train_model.py", "--model_name", MODELS[label], "--run_name", run_name(label, steps, seed),
-                          "--log_dir", log_dir, "--no_wandb", "--log_every_n_steps", "1" if smoke else "10",
-                          *schedule, *(SMOKE_MODEL if smoke else []))
+    return [sys.executable, "train_model.py", "--model_name", MODELS[label], "--run_name", run_name(label, steps, seed),
+            "--log_dir", log_dir, "--no_wandb", "--log_every_n_steps", "1" if smoke else "10", *schedule,
+            *(SMOKE_MODEL if smoke else [])]
 
 
 def fit_power_law(tokens, losses):

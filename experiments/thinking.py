@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from base_model_trainer import ModelTrainer  # noqa: E402
+from base_model_trainer import load_trained_model  # noqa: E402
 from data.nlp import build_collator, build_splits, load_tokenizer  # noqa: E402
 from experiments.common import finished_run, newest_run, run_commands  # noqa: E402
 from model.config import InferenceConfig  # noqa: E402
@@ -56,13 +56,6 @@ def train_command(label, seed, log_dir, smoke):
     return run_name, [*command, *flags, "--run_name", run_name, "--log_dir", log_dir, "--seed", str(seed),
                       "--no_wandb", *(SMOKE_FLAGS if smoke else []),
                       *(["--mcmc_replay_buffer_size", "8"] if smoke and name.startswith("ebt") else [])]
-
-
-def load(checkpoint_path):
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-    trainer = ModelTrainer(checkpoint["hyper_parameters"])
-    trainer.load_state_dict(checkpoint["state_dict"])
-    return trainer.model.eval(), trainer.hparams
 
 
 def evaluation_batches(hp, dataset_name, rows, batch_size):
@@ -124,9 +117,9 @@ def main(argv=None):
     commands = {label: " ".join(runs[label, args.seeds[0]][1]).replace(sys.executable, "python") for label in MODELS}
     results = []
     for (label, seed), (run_name, _) in runs.items():
-        model, hp = load(os.path.join(newest_run(log_dir, run_name), "checkpoints", "last.ckpt"))
+        model, hp = load_trained_model(os.path.join(newest_run(log_dir, run_name), "checkpoints", "last.ckpt"))
         for dataset in ("shakespeare", "bbc_news"):
-            batches = evaluation_batches(hp, dataset, rows, hp.batch_size_per_device)
+            batches = evaluation_batches(hp, dataset, rows, hp["batch_size_per_device"])
             results.append({"model": label, "seed": seed, "dataset": dataset,
                             **evaluate(label, model, batches, eval_seed=seed)})
     summary = summarize(results)

@@ -50,12 +50,9 @@ def copy_last_frame_mse(checkpoint_path, test_batches):
     from base_model_trainer import ModelTrainer
     from model.vid.common import frame_features
 
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-    module = ModelTrainer(checkpoint["hyper_parameters"])
-    module.setup("test")
-    loader = DataLoader(module.test_dataset, batch_size=module.hparams.batch_size_per_device,
-                        **{**module._loader_kwargs(), "num_workers": 0, "persistent_workers": False,
-                           "prefetch_factor": None})
+    module = ModelTrainer(torch.load(checkpoint_path, map_location="cpu", weights_only=False)["hyper_parameters"])
+    module.setup("test")  # the run's test clips and frozen encoder (no trained weights needed)
+    loader = DataLoader(module.test_dataset, batch_size=module.hparams.batch_size_per_device)
     total, count = None, 0
     for i, batch in enumerate(loader):
         if i == test_batches:

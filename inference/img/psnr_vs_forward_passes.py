@@ -25,19 +25,15 @@ from model.img.denoising import pixel_mse  # noqa: E402
 
 def load_image_model(path):
     """(model in eval mode, its hyperparameters) from a training checkpoint of an image denoiser."""
-    from base_model_trainer import build_model
+    from base_model_trainer import load_trained_model
 
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        hp = checkpoint["hyper_parameters"]
-    except Exception as error:
-        raise SystemExit(f"{path} is not a checkpoint of this project ({type(error).__name__}: {error})") from error
+        model, hp = load_trained_model(path)
+    except ValueError as error:
+        raise SystemExit(str(error)) from error
     if hp.get("modality") != "IMG":
         raise SystemExit(f"{path} is a {hp.get('modality')} checkpoint; this script compares image denoisers")
-    model = build_model(hp)
-    model.load_state_dict({k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()
-                           if k.startswith("model.")})
-    return model.eval(), hp
+    return model, hp
 
 
 def evaluate(model, images, noise_level, batch_size, inference=None, seed=0):

@@ -41,7 +41,9 @@ class Baseline_Transformer_VID(FollowsDevice, nn.Module):
         """Training FLOPs per predicted frame (model/flops.py; a tied up-projection multiplies twice); the frozen
         encoder is not counted."""
         c = self.cfg
-        tied = weight_count(self.encoder_down_projection, only=("weight",)) if self.project and c.weight_tie_vae_proj else 0
+        tied = 0
+        if self.project and c.weight_tie_vae_proj:
+            tied = weight_count(self.encoder_down_projection, only=("weight",))
         return transformer_flops(weight_count(self) + tied, c.num_transformer_blocks, c.embedding_dim, c.context_length)
 
     def embed_observed(self, features):
