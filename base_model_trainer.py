@@ -31,7 +31,7 @@ from model.vid.common import frame_features
 from model.vid.ebt import EBT_VID
 from model.vid.encoders import build_frame_encoder
 from utils.metrics import exact_match, token_f1
-from utils.optimization import build_lr_scheduler, build_param_groups
+from utils.optimization import adamw_implementation, build_lr_scheduler, build_param_groups
 
 MODELS = {("NLP", "ebt"): EBT_NLP, ("NLP", "baseline_transformer"): Baseline_Transformer_NLP,
           ("IMG", "ebt"): EBT_IMG_Denoise, ("IMG", "dit"): DiT_IMG_Denoise,
@@ -513,7 +513,9 @@ class ModelTrainer(L.LightningModule):
         hp = self.hparams
         groups = build_param_groups(self.model, hp.peak_learning_rate, hp.weight_decay,
                                     hp.mcmc_step_size_lr_multiplier)
-        optimizer = torch.optim.AdamW(groups, betas=(hp.beta1, hp.beta2), eps=1e-8)
+        implementation = adamw_implementation(self.model.parameters(), hp.get("float_precision", "32-true"),
+                                              hp.get("distributed_strategy", "ddp"))
+        optimizer = torch.optim.AdamW(groups, betas=(hp.beta1, hp.beta2), eps=1e-8, **implementation)
         scheduler = build_lr_scheduler(optimizer, hp.warm_up_steps, hp.max_scheduling_steps, hp.min_lr_scale)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

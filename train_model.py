@@ -146,6 +146,7 @@ def run(argv=None):
 
     from base_model_trainer import ModelTrainer
     from data.nlp import load_tokenizer
+    from model.nlp.vocab_step import describe_vocab_path
     from utils.checkpointing import AtomicCheckpointIO
     from utils.plotting import plot_training_curves
     from utils.text_logger import tee_console
@@ -220,6 +221,8 @@ def run(argv=None):
     print(f"model: {args.model_name}-{args.model_size} ({args.num_transformer_blocks} layers, "
           f"{args.multiheaded_attention_heads} heads, width {args.embedding_dim}), {n_params / 1e6:.2f}M parameters, "
           f"{inputs}, {accelerator} x {num_devices}, effective batch {args.effective_batch_size}")
+    if args.modality == "NLP":
+        print(describe_vocab_path(module.model.cfg, args.model_name == "ebt", "cuda" if accelerator == "gpu" else "cpu"))
     if args.modality in ("IMG", "VID"):
         module.image_dir = os.path.join(run_dir, "images")
     if args.log_model_archi:

@@ -1,13 +1,26 @@
-"""Training-step throughput and peak memory: Transformer++ vs EBT (fast and reference attention).
+"""Training-step time, working memory and MFU: the fused vocabulary step against the current path.
 
-One step = forward + loss + backward + AdamW step, fp32. Paths of one configuration are run
-interleaved in one process (medians of --repeats); peak memory is measured per path in a fresh
-subprocess (peak resident set above the model's own footprint on CPU, max_memory_allocated on GPU).
+One step = forward + loss + backward + AdamW step, fp32, at the published example hyperparameters
+(time_embed, 2 thinking steps, alpha 500 learnable in its own group at 1500x the lr, AdamW lr 1e-3).
+Paths, run interleaved in one process (medians of --repeats):
 
-    python benchmarks/bench_training_step.py                 # all configurations below
-    python benchmarks/bench_training_step.py --configs 4xs-v512-c64-b4
+    ebt-current   plain autograd over (B, n, V) tensors (--fused_vocab_loss off), torch's default AdamW
+    ebt-fused     model/nlp/vocab_step.py (--fused_vocab_loss auto) and fused AdamW (what training uses)
+    t++-current   the Transformer++: logits, then cross-entropy; default AdamW
+    t++-fused     the Transformer++ with the chunked linear cross-entropy and fused AdamW
+
+Working memory: peak above what model, optimizer state and batch hold, measured per path in a fresh
+process around its second step (peak resident set on CPU, max_memory_allocated on GPUs). MFU: the
+model's training FLOPs (`estimate_flops`) per second over this machine's fp32 matmul peak, measured here.
+
+    python benchmarks/bench_training_step.py                          # the three configurations
+    python benchmarks/bench_training_step.py --configs 4xs-v512-c64-b4 --repeats 9
+    python benchmarks/bench_training_step.py --configs none --max_batch   # largest xxs/NeoX batch in 8 GB
 """
 import argparse
+import ctypes
+import gc
+import json
 import os
 import statistics
 import subprocess
@@ -21,28 +34,28 @@ import torch  # noqa: E402
 from model.config import MODEL_SIZES  # noqa: E402
 from model.nlp.baseline_transformer import Baseline_Transformer_NLP  # noqa: E402
 from model.nlp.ebt import EBT_NLP  # noqa: E402
+from utils.optimization import adamw_implementation, build_param_groups  # noqa: E402
 
-# name: (size, vocab, context, batch). The first two are the configurations the published code was
-# measured at on these machines; the last two are the issue's speed-target settings (byte vocabulary).
+NEOX_VOCAB = 50277
+# name: (size, vocabulary, context, batch)
 CONFIGS = {
+    "4xs-v50277-c64-b4": ("4xs", NEOX_VOCAB, 64, 4),
+    "xxs-v50277-c256-b2": ("xxs", NEOX_VOCAB, 256, 2),
     "4xs-v512-c64-b4": ("4xs", 512, 64, 4),
-    "xxs-v50277-c256-b2": ("xxs", 50277, 256, 2),
-    "4xs-v258-c256-b4": ("4xs", 258, 256, 4),
-    "xxs-v258-c256-b4": ("xxs", 258, 256, 4),
 }
-PATHS = ("transformer++", "ebt-fast", "ebt-reference")
+PATHS = ("ebt-current", "ebt-fused", "t++-current", "t++-fused")
 
 
-def build(path, size, vocab, context, ebt_type, steps):
+def build(path, size, vocab, context, device):
     layers, heads, dim = MODEL_SIZES[size]
+    fused = path.endswith("fused")
     hp = dict(vocab_size=vocab, context_length=context, embedding_dim=dim, num_transformer_blocks=layers,
-              multiheaded_attention_heads=heads, pad_token_id=vocab - 1, ebt_type=ebt_type,
-              mcmc_num_steps=steps, mcmc_step_size=500.0)
-    if path == "transformer++":
-        model = Baseline_Transformer_NLP(hp)
-    else:
-        model = EBT_NLP(dict(hp, ebt_attention=path.split("-")[1]))
-    return model, torch.optim.AdamW(model.parameters(), lr=1e-4)
+              multiheaded_attention_heads=heads, pad_token_id=vocab - 1, ebt_type="time_embed", mcmc_num_steps=2,
+              mcmc_step_size=500.0, mcmc_step_size_learnable=True, fused_vocab_loss="auto" if fused else "off")
+    model = (EBT_NLP(hp) if path.startswith("ebt") else Baseline_Transformer_NLP(hp)).to(device)
+    groups = build_param_groups(model, 1e-3, 0.01, 1500.0)
+    implementation = adamw_implementation(model.parameters(), "32-true") if fused else {}
+    return model, torch.optim.AdamW(groups, betas=(0.9, 0.999), eps=1e-8, **implementation)
 
 
 def train_step(model, optimizer, batch):
@@ -50,7 +63,7 @@ def train_step(model, optimizer, batch):
     out["loss"].backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return out["loss"].item()
+    return out["step_losses"]
 
 
 def batch_for(vocab, context, batch_size, device):
@@ -58,13 +71,9 @@ def batch_for(vocab, context, batch_size, device):
     return {"input_ids": torch.randint(0, vocab - 1, (batch_size, context + 1), generator=generator).to(device)}
 
 
-def peak_memory_of(path, config, ebt_type, steps, device):
-    """Run two steps of one path in a fresh process and return its peak memory in MB."""
-    code = (f"import sys; sys.argv=['x']; sys.path.insert(0, {repr(os.path.dirname(os.path.abspath(__file__)))});"
-            f"import bench_training_step as b; print(b.measure_memory({path!r}, {config!r}, {ebt_type!r}, {steps}, "
-            f"{device!r}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+def _sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
 
 
 def _status_mb(field):
@@ -74,76 +83,135 @@ def _status_mb(field):
                 return int(line.split()[1]) / 1024
 
 
-def measure_memory(path, config, ebt_type, steps, device):
-    """Peak memory (MB) of two training steps above what model, optimizer and batch already hold."""
-    size, vocab, context, batch_size = CONFIGS[config]
+def _release_freed_memory():
+    gc.collect()
+    try:  # hand freed heap back to the OS so the resident set is what is live
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+
+
+def measure_memory(path, size, vocab, context, batch_size, device):
+    """{working_mb, peak_mb} of one training step after a first one (which allocates the optimizer state)."""
     torch.manual_seed(0)
-    model, optimizer = build(path, size, vocab, context, ebt_type, steps)
-    model.to(device)
+    model, optimizer = build(path, size, vocab, context, device)
     batch = batch_for(vocab, context, batch_size, device)
+    train_step(model, optimizer, batch)
+    _release_freed_memory()
     if device == "cuda":
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated() / 2**20
     else:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # resets the peak resident set size (VmHWM) to the current one
         base = _status_mb("VmRSS")
-    for _ in range(2):
-        train_step(model, optimizer, batch)
+    train_step(model, optimizer, batch)
     peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else _status_mb("VmHWM")
-    return peak - base
+    return {"working_mb": peak - base, "peak_mb": peak}
 
 
-def run_config(config, ebt_type, steps, repeats, device):
+def memory_in_fresh_process(path, size, vocab, context, batch_size, device):
+    code = (f"import sys, json; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); "
+            f"import bench_training_step as b; print(json.dumps(b.measure_memory({path!r}, {size!r}, {vocab}, "
+            f"{context}, {batch_size}, {device!r})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode:
+        return None  # out of memory (killed), or failed: the caller reports it
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def matmul_peak_flops(device, n=2048, repeats=7):
+    """The machine's fp32 matmul throughput (FLOP/s): median of n x n products."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        a @ b
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times)
+
+
+def run_config(config, paths, repeats, device, peak_flops):
     size, vocab, context, batch_size = CONFIGS[config]
     batch = batch_for(vocab, context, batch_size, device)
-    models, losses = {}, {}
-    for path in PATHS:
+    models, first_losses, times = {}, {}, {path: [] for path in paths}
+    for path in paths:
         torch.manual_seed(0)
-        models[path] = build(path, size, vocab, context, ebt_type, steps)
-        models[path][0].to(device)
-    # equal losses: fast and reference see identical weights and initial guesses
-    for path in ("ebt-fast", "ebt-reference"):
+        models[path] = build(path, size, vocab, context, device)
+    for path in paths:  # warm-up; both EBT paths start from the same weights and initial guesses
         torch.manual_seed(1)
-        losses[path] = models[path][0].forward_loss_wrapper(batch, "valid")["step_losses"]
-    times = {path: [] for path in PATHS}
-    for path in PATHS:  # warm-up
-        train_step(*models[path], batch)
+        first_losses[path] = train_step(*models[path], batch).detach()
     for _ in range(repeats):
-        for path in PATHS:
-            if device == "cuda":
-                torch.cuda.synchronize()
+        for path in paths:
+            _sync(device)
             start = time.perf_counter()
             train_step(*models[path], batch)
-            if device == "cuda":
-                torch.cuda.synchronize()
+            _sync(device)
             times[path].append(time.perf_counter() - start)
     tokens = batch_size * context
     med = {path: statistics.median(t) for path, t in times.items()}
-    print(f"\n== {config}: {size}, vocab {vocab}, context {context}, batch {batch_size}, ebt_type {ebt_type}, "
-          f"{steps} thinking steps, {device}, {torch.get_num_threads()} threads, median of {repeats}")
-    print(f"{'path':>15} {'ms/step':>10} {'tokens/s':>10} {'peak MB':>9}")
-    for path in PATHS:
-        memory = peak_memory_of(path, config, ebt_type, steps, device)
-        print(f"{path:>15} {med[path] * 1e3:>10.1f} {tokens / med[path]:>10.0f} {memory:>9.0f}")
-    print(f"EBT-fast / Transformer++ step-time ratio: {med['ebt-fast'] / med['transformer++']:.2f}x")
-    print(f"fast-path speed-up over the reference:    {med['ebt-reference'] / med['ebt-fast']:.2f}x")
-    relative = ((losses["ebt-fast"] - losses["ebt-reference"]).abs() / losses["ebt-reference"].abs()).max()
-    print(f"max relative loss difference fast vs reference: {relative.item():.1e}")
+    print(f"\n== {config}: {size}, vocabulary {vocab}, context {context}, batch {batch_size}, {device}, "
+          f"{torch.get_num_threads()} threads, median of {repeats}")
+    print(f"{'path':>12} {'ms/step':>9} {'speed-up':>9} {'tokens/s':>9} {'working MB':>11} {'ratio':>6} {'MFU':>6}")
+    memory = {path: memory_in_fresh_process(path, size, vocab, context, batch_size, device) for path in paths}
+    for path in paths:
+        twin = path.replace("fused", "current")
+        flops = models[path][0].estimate_flops() * tokens / med[path]
+        work = memory[path]["working_mb"] if memory[path] else float("nan")
+        twin_work = memory[twin]["working_mb"] if memory.get(twin) else float("nan")
+        speed = med[twin] / med[path] if twin in med else float("nan")
+        print(f"{path:>12} {med[path] * 1e3:>9.1f} {speed:>8.2f}x {tokens / med[path]:>9.0f} {work:>11.0f} "
+              f"{work / twin_work:>6.2f} {100 * flops / peak_flops:>5.1f}%")
+    for kind in ("ebt", "t++"):
+        a, b = first_losses.get(f"{kind}-fused"), first_losses.get(f"{kind}-current")
+        if a is not None and b is not None:
+            print(f"{kind}: max relative difference of the first step's losses, fused vs current: "
+                  f"{((a - b).abs() / b.abs()).max().item():.1e}")
     return med
+
+
+def largest_batch(path, device, budget_mb):
+    """The largest xxs/NeoX/context-256 batch whose step peaks within budget_mb: a linear estimate from
+    batches 1 and 2, checked by running it (and one less while it does not fit)."""
+    size, vocab, context = "xxs", NEOX_VOCAB, 256
+    one, two = (memory_in_fresh_process(path, size, vocab, context, b, device) for b in (1, 2))
+    per_row = two["peak_mb"] - one["peak_mb"]
+    batch = max(1, int((budget_mb - one["peak_mb"]) // per_row) + 1)
+    while batch > 1:
+        measured = memory_in_fresh_process(path, size, vocab, context, batch, device)
+        if measured and measured["peak_mb"] <= budget_mb:
+            break
+        batch -= 1
+    else:
+        measured = one
+    print(f"{path:>12}: batch {batch} peaks at {measured['peak_mb']:.0f} MB "
+          f"({per_row:.0f} MB per row of 256 tokens)")
+    return batch
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument("--ebt_types", nargs="*", default=["default", "time_embed"])
-    parser.add_argument("--steps", type=int, default=2, help="thinking steps")
+    parser.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS) + ["none"])
+    parser.add_argument("--paths", nargs="*", default=list(PATHS), choices=PATHS)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--max_batch", action="store_true",
+                        help="also find the largest xxs/NeoX/context-256 batch within --budget_mb, both EBT paths")
+    parser.add_argument("--budget_mb", type=float, default=8192)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
+    peak = matmul_peak_flops(args.device)
+    print(f"fp32 matmul peak measured here: {peak / 1e9:.1f} GFLOP/s (2048 x 2048, {args.device})")
     for config in args.configs:
-        for ebt_type in args.ebt_types:
-            run_config(config, ebt_type, args.steps, args.repeats, args.device)
+        if config != "none":
+            run_config(config, args.paths, args.repeats, args.device, peak)
+    if args.max_batch:
+        print(f"\n== largest xxs/NeoX/context-256 training batch within {args.budget_mb:.0f} MB ({args.device})")
+        for path in ("ebt-current", "ebt-fused"):
+            largest_batch(path, args.device, args.budget_mb)
 
 
 if __name__ == "__main__":

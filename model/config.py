@@ -6,6 +6,8 @@ Field names equal the published flag names, so a config is built from the hyperp
 """
 from dataclasses import dataclass, fields
 
+from model.nlp.vocab_step import fused_step_blocker
+
 # name: (layers, heads, embedding dim). small..xl follow Mamba's table; smaller ones were set
 # empirically by the EBT authors. The FFN width is not part of the table (hidden = D by default).
 MODEL_SIZES = {
@@ -40,6 +42,7 @@ def image_model_size(name):
 
 
 EBT_TYPES = ("default", "time_embed", "adaln", "adaln_zero")
+FUSED_VOCAB_LOSS_CHOICES = ("auto", "on", "off")
 
 
 def _get(hp, name):
@@ -67,8 +70,15 @@ class TransformerConfig(_FromHparams):
     weight_initialization_method: str = "xavier"
     weight_initialization_gain: float = 1.0
     pad_token_id: int = -100  # ignored by the loss
+    # the vocabulary side of the loss (model/nlp/vocab_step.py): "auto" = fused where it applies
+    fused_vocab_loss: str = "auto"
+    vocab_chunk_mb: float | None = None  # size of its chunked (rows, V) buffers; None: the device's default
 
     def __post_init__(self):
+        if self.fused_vocab_loss not in FUSED_VOCAB_LOSS_CHOICES:
+            raise ValueError(f"fused_vocab_loss {self.fused_vocab_loss!r} must be one of {FUSED_VOCAB_LOSS_CHOICES}")
+        if self.vocab_chunk_mb is not None and not self.vocab_chunk_mb > 0:
+            raise ValueError(f"vocab_chunk_mb {self.vocab_chunk_mb} must be positive (MB per chunked buffer)")
         if self.embedding_dim % self.multiheaded_attention_heads:
             raise ValueError(f"embedding_dim {self.embedding_dim} is not divisible by "
                              f"multiheaded_attention_heads {self.multiheaded_attention_heads}")
@@ -137,6 +147,13 @@ class EBTConfig(TransformerConfig, ThinkingConfig):
         if self.vocab_to_embed_uses_prob_dist and not self.normalize_initial_condition:
             raise ValueError("vocab_to_embed_uses_prob_dist needs normalize_initial_condition "
                              "(the predicted distribution must be probabilities)")
+        blocker = fused_step_blocker(self)
+        if self.fused_vocab_loss == "on" and blocker:
+            raise ValueError(f"fused_vocab_loss 'on' cannot run: {blocker}; use 'auto' or 'off'")
+
+    @property
+    def uses_fused_vocab_step(self):
+        return self.fused_vocab_loss != "off" and fused_step_blocker(self) is None
 
 
 @dataclass

@@ -28,6 +28,7 @@ class ThinkingResult:
     states: list = field(default_factory=list)  # each like the initial state, e.g. (B, n, V) logits
     energies: list = field(default_factory=list)  # each (B, n): energy of the prediction the step started from
     final_energy: object = None  # (B, n) energy of the final prediction, when asked for
+    losses: list = field(default_factory=list)  # scalar loss after each step, from loops that compute it
 
 
 def landscape_schedule(num_landscapes, randomize_num_steps=0, min_num_steps=0, final_landscape_only=False,
@@ -174,8 +175,9 @@ class EnergyMinimizer(nn.Module):
         u = torch.rand(shape, device=alpha.device, dtype=alpha.dtype)
         return alpha / s + u * (alpha * s - alpha / s)
 
-    def minimize(self, energy_fn, initial_state, step_size_shape, learning=False, final_energy=False, normalize=None):
-        """System 1 thinking (System 2 training options included) from `initial_state`."""
+    def thinking_plan(self, step_size_shape, learning=False):
+        """The keyword arguments of `think` for System 1 thinking (System 2 training options included):
+        step sizes, landscape schedule, noise, clamps. Random draws happen here, in a fixed order."""
         cfg = self.cfg
         langevin = None
         if cfg.langevin_dynamics_noise and (learning or not cfg.no_langevin_during_eval):
@@ -183,21 +185,23 @@ class EnergyMinimizer(nn.Module):
         grad_clamp = None
         if cfg.clamp_futures_grad:  # published: relative to the unrandomised alpha
             grad_clamp = self.grad_clamp_max_change / self.alpha.clamp(min=MIN_STEP_SIZE)
-        return think(
-            energy_fn, initial_state,
+        return dict(
             step_size=self.step_size(step_size_shape, randomize=learning),
             landscapes=landscape_schedule(cfg.mcmc_num_steps, cfg.randomize_mcmc_num_steps,
                                           cfg.randomize_mcmc_num_steps_min,
                                           cfg.randomize_mcmc_num_steps_final_landscape, training=learning),
             create_graph=learning,
-            normalize=normalize,
             detach_between_steps=not cfg.no_mcmc_detach,
             truncate=cfg.truncate_mcmc,
             langevin_std=langevin,
             grad_clamp=grad_clamp,
             state_clamp=cfg.absolute_clamp or None,
-            evaluate_final_energy=final_energy,
         )
+
+    def minimize(self, energy_fn, initial_state, step_size_shape, learning=False, final_energy=False, normalize=None):
+        """System 1 thinking (System 2 training options included) from `initial_state`."""
+        return think(energy_fn, initial_state, normalize=normalize, evaluate_final_energy=final_energy,
+                     **self.thinking_plan(step_size_shape, learning))
 
     # -------------------------------------------------------------------------- System 2 at test time
 

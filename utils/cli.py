@@ -14,7 +14,8 @@ from data.nlp.downstream import is_downstream
 from data.img.splits import DATASET_ALIASES, IMAGE_DATASETS
 from data.vid.splits import DATASET_ALIASES as VIDEO_ALIASES
 from data.vid.splits import VIDEO_DATASETS
-from model.config import EBT_TYPES, IMAGE_MODEL_SIZES, MODEL_SIZES, SUGGESTED_PEAK_LR
+from model.config import EBT_TYPES, FUSED_VOCAB_LOSS_CHOICES, IMAGE_MODEL_SIZES, MODEL_SIZES, SUGGESTED_PEAK_LR
+from model.nlp.vocab_step import fused_step_blocker
 
 # Published flags whose features are not implemented yet, and where they will come from.
 # The bundled default data set of each modality (--dataset_name not given).
@@ -142,6 +143,13 @@ def build_parser():
     g.add_argument("--ebt_attention", default="fast", choices=["fast", "reference"],
                    help="fast = observed stream cached across steps; reference = one masked attention "
                         "over [observed; predictions] every step (slow, for checking)")
+    g.add_argument("--fused_vocab_loss", default="auto", choices=FUSED_VOCAB_LOSS_CHOICES,
+                   help="NLP: each thinking step's update and cross-entropy as one chunked operation without "
+                        "(B, n, V) autograd tensors (the Transformer++: its head and loss); auto = where it applies "
+                        "(not with --no_mcmc_detach, --clamp_futures_grad, --absolute_clamp), off = plain autograd")
+    g.add_argument("--vocab_chunk_mb", type=float, default=None,
+                   help="MB per chunked (rows, vocabulary) buffer of --fused_vocab_loss (default: 8 on CPU, "
+                        "1024 on GPUs)")
 
     g = p.add_argument_group("EBT System 2 training (spec 2.6-2.10; job_scripts/nlp/pretrain/ebt_s2.sh)")
     g.add_argument("--randomize_mcmc_step_size_scale", type=float, default=1.0,
@@ -377,6 +385,12 @@ def validate(args):
         return "--vocab_to_embed_uses_prob_dist needs --normalize_initial_condition (predictions must be probabilities)"
     if args.mcmc_num_steps < 1:
         return "--mcmc_num_steps must be at least 1"
+    if args.vocab_chunk_mb is not None and not args.vocab_chunk_mb > 0:
+        return f"--vocab_chunk_mb {args.vocab_chunk_mb:g} must be positive (MB per chunked buffer, e.g. 8)"
+    if args.modality != "NLP" and (args.fused_vocab_loss != "auto" or args.vocab_chunk_mb is not None):
+        return "--fused_vocab_loss and --vocab_chunk_mb are language-model options (a vocabulary); drop them"
+    if args.fused_vocab_loss == "on" and args.model_name == "ebt" and fused_step_blocker(args):
+        return f"--fused_vocab_loss on cannot run: {fused_step_blocker(args)}; use auto (or off)"
     if args.randomize_mcmc_step_size_scale < 1:
         return "--randomize_mcmc_step_size_scale must be >= 1 (alpha is drawn from [alpha/s, alpha*s])"
     if args.randomize_mcmc_num_steps < 0 or args.randomize_mcmc_num_steps_min > args.randomize_mcmc_num_steps + 1:
@@ -509,7 +523,8 @@ TEST_TIME_FLAGS = {
     "pretokenize_dataset",
     "limit_test_batches", "log_dir", "console_log_filename", "log_every_n_steps", "log_model_archi", "no_wandb",
     "wandb_entity", "wandb_project", "wandb_tags", "wandb_offline", "float_precision", "set_matmul_precision",
-    "only_test", "only_test_model_ckpt", "ebt_attention", "no_langevin_during_eval", "is_slurm_run",
+    "only_test", "only_test_model_ckpt", "ebt_attention", "fused_vocab_loss", "vocab_chunk_mb",
+    "no_langevin_during_eval", "is_slurm_run",
     "override_slurm_checks", "debug_mode", "fast_dev_run", "detect_anomaly", "profiler", "execution_mode",
     "denoise_images_noise_level", "log_image_every_n_steps",  # testing at an unseen noise level (spec 5.6)
     "latents_dir", "time_between_frames", "sampling_rate", "use_raw_framerate", "no_randomness_dataloader",

@@ -19,6 +19,18 @@ def build_param_groups(model, peak_lr, weight_decay, step_size_lr_multiplier):
     return groups
 
 
+def adamw_implementation(params, precision, strategy="ddp"):
+    """Keyword arguments that pick torch's fastest AdamW for these parameters: `fused` (one kernel over all
+    of them) for plain CPU/CUDA float tensors in full precision; `foreach` under mixed precision, where
+    Lightning refuses to clip the gradients of a fused optimizer, and under FSDP's sharded parameters."""
+    params = list(params)
+    plain = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() and type(p) is torch.nn.Parameter
+                for p in params)
+    if "mixed" in str(precision) or strategy == "fsdp" or not plain:
+        return {"foreach": True} if plain or strategy == "fsdp" else {}
+    return {"fused": True}
+
+
 def warmup_cosine_factor(step, warm_up_steps, max_scheduling_steps, min_lr_scale):
     """LR multiplier of optimizer step `step` (0-based), applied to each group's own peak lr.
 

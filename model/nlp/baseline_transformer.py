@@ -5,6 +5,7 @@ from model.blocks import init_linear
 from model.config import TransformerConfig
 from model.flops import transformer_flops, weight_count
 from model.nlp.common import count_target_tokens, inputs_and_targets, next_token_loss
+from model.nlp.vocab_step import chunk_rows, linear_cross_entropy
 from model.transformer import CausalTransformer
 
 
@@ -39,7 +40,12 @@ class Baseline_Transformer_NLP(nn.Module):
 
     def forward_loss_wrapper(self, batch, phase="train"):
         inputs, targets = inputs_and_targets(batch, self.cfg.pad_token_id)
-        loss = next_token_loss(self(inputs), targets, self.cfg.pad_token_id)
+        if self.cfg.fused_vocab_loss == "off":
+            loss = next_token_loss(self(inputs), targets, self.cfg.pad_token_id)
+        else:  # the same loss without the (B, n, V) logits (model/nlp/vocab_step.py)
+            hidden = self.transformer(self.embed_observed(inputs)).flatten(0, 1)
+            loss = linear_cross_entropy(hidden, self.output.weight, targets.flatten(), self.cfg.pad_token_id,
+                                        chunk_rows(self.cfg.vocab_size, self.cfg.vocab_chunk_mb, hidden.device))
         return {
             "loss": loss,
             "final_step_loss": loss.detach(),

@@ -16,6 +16,7 @@ from model.blocks import init_linear
 from model.config import EBTConfig
 from model.flops import autoregressive_ebt_flops
 from model.nlp.common import count_target_tokens, inputs_and_targets, next_token_loss
+from model.nlp.vocab_step import chunk_rows, think_over_vocabulary
 from model.replay_buffer import CausalReplayBuffer
 from model.thinking import EnergyMinimizer
 
@@ -57,25 +58,32 @@ class EBT_NLP(EnergyMinimizer):
         shape, dtype = (batch_size, n, self.cfg.vocab_size), self.embeddings.weight.dtype
         if self.cfg.denoising_initial_condition == "zeros":
             return torch.zeros(shape, device=device, dtype=dtype)
-        return torch.randn(shape, device=device, dtype=dtype) * self.cfg.gaussian_random_noise_scaling
+        z0 = torch.randn(shape, device=device, dtype=dtype)
+        scale = self.cfg.gaussian_random_noise_scaling
+        return z0 if scale == 1 else z0.mul_(scale)  # a (B, n, V) pass saved at the default scale
 
-    def energy_function(self, input_ids, learning):
-        """E(prediction, landscape) -> (B, n) for a batch of observed tokens (B, n)."""
+    def embedded_energy_function(self, input_ids, learning):
+        """E(embedded prediction (B, n, D), landscape) -> (B, n) for a batch of observed tokens (B, n)."""
         observed = self.embeddings(input_ids)  # (B, n, D)
         trunk = self.transformer
         if self.cfg.ebt_attention == "reference":
-            return lambda p, landscape: trunk.reference_energies(observed, self.embed_prediction(p), landscape)
+            return lambda e, landscape: trunk.reference_energies(observed, e, landscape)
 
         caches = {}  # observed keys/values, per landscape where the landscape conditions them
 
-        def energy(p, landscape):
+        def energy(e, landscape):
             key = landscape if trunk.observed_depends_on_landscape else None
             if key not in caches:
                 with torch.set_grad_enabled(learning):  # evaluation needs no graph through the cache
                     caches[key] = trunk.observe(observed, landscape)
-            return trunk.energies(caches[key], self.embed_prediction(p), landscape)
+            return trunk.energies(caches[key], e, landscape)
 
         return energy
+
+    def energy_function(self, input_ids, learning):
+        """E(prediction (B, n, V), landscape) -> (B, n) for a batch of observed tokens (B, n)."""
+        energy = self.embedded_energy_function(input_ids, learning)
+        return lambda p, landscape: energy(self.embed_prediction(p), landscape)
 
     def forward(self, input_ids, learning=False, final_energy=False, initial_logits=None):
         """Think about the next token at every position. input_ids (B, n) -> ThinkingResult.
@@ -91,11 +99,35 @@ class EBT_NLP(EnergyMinimizer):
 
     def think_about(self, energy_fn, B, n, device, learning=False, final_energy=False, initial_logits=None):
         """The thinking of `forward` for any energy function over (B, n) predictions (e.g. a KV cache's)."""
+        z0 = self.initial_state(B, n, device, initial_logits)
+        # alpha per (row, position) when randomised
+        return self.minimize(energy_fn, z0, (B, n, 1), learning, final_energy, self._normalizer())
+
+    def initial_state(self, B, n, device, initial_logits=None):
+        """Random initial logits (B, n, V); initial_logits (R, n, V) replace those of the last R rows."""
         z0 = self.initial_logits(B, n, device)
         if initial_logits is not None:
             z0 = torch.cat([z0[:B - initial_logits.shape[0]], initial_logits.to(z0.dtype)])
-        # alpha per (row, position) when randomised
-        return self.minimize(energy_fn, z0, (B, n, 1), learning, final_energy, self._normalizer())
+        return z0
+
+    def prediction_embedding(self):
+        """(weight, vocab_first) of the map from predicted distributions to embeddings (vocab_step.py)."""
+        if self.cfg.vocab_to_embed_uses_prob_dist:
+            return self.embeddings.weight, True  # (V, D)
+        return self.vocab_to_embed.weight, False  # (D, V)
+
+    def think_with_losses(self, input_ids, targets, learning=False, final_energy=False, initial_logits=None):
+        """`forward` with the loss after every step computed inside the fused step (model/nlp/vocab_step.py):
+        the same states, energies and losses, without the autograd graph over (B, n, V) tensors."""
+        B, n = input_ids.shape
+        z0 = self.initial_state(B, n, input_ids.device, initial_logits)
+        weight, vocab_first = self.prediction_embedding()
+        cfg = self.cfg
+        return think_over_vocabulary(
+            self.embedded_energy_function(input_ids, learning), z0, weight, vocab_first, targets, cfg.pad_token_id,
+            normalize=cfg.normalize_initial_condition, soften=cfg.soften_target_prob_dist if learning else 0.0,
+            rows=chunk_rows(cfg.vocab_size, cfg.vocab_chunk_mb, input_ids.device), evaluate_final_energy=final_energy,
+            **self.thinking_plan((B, n, 1), learning))
 
     def _normalizer(self):
         return self.normalize if self.cfg.normalize_initial_condition else None
@@ -157,7 +189,10 @@ class EBT_NLP(EnergyMinimizer):
             batch = {"input_ids": rows}
         inputs, targets = inputs_and_targets(batch, self.cfg.pad_token_id)
         final_energy = not training if final_energy is None else final_energy
-        result = self(inputs, learning=training, final_energy=final_energy, initial_logits=replayed_logits)
+        if self.cfg.uses_fused_vocab_step:
+            result = self.think_with_losses(inputs, targets, training, final_energy, replayed_logits)
+        else:
+            result = self(inputs, learning=training, final_energy=final_energy, initial_logits=replayed_logits)
         if replay:
             self.replay_buffer.add(fresh_rows, result.states[-1][:fresh_rows.shape[0]])
         return self._loss_report(result, targets, inputs, training, final_energy)
@@ -166,7 +201,8 @@ class EBT_NLP(EnergyMinimizer):
         T = len(result.states)
         # smoothing shapes training only: evaluation reports plain cross-entropy and perplexity
         smoothed_steps = T if training else 1
-        step_losses = torch.stack([self.step_loss(z, targets, i, smoothed_steps) for i, z in enumerate(result.states)])
+        step_losses = torch.stack(result.losses or [self.step_loss(z, targets, i, smoothed_steps)
+                                                     for i, z in enumerate(result.states)])
         loss = step_losses[-1] if self.cfg.truncate_mcmc else step_losses.mean()
         out = {}
         if self.cfg.contrastive_loss and training:

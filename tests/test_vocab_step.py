@@ -1,0 +1,226 @@
+"""The fused vocabulary step (model/nlp/vocab_step.py) against its oracle twins: plain autograd on the
+same formulas, and the current thinking path of the whole EBT (per-step logits, energies, losses, every
+parameter's second-order gradient, alpha's), in float64."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model.config import EBT_TYPES, EBTConfig, TransformerConfig
+from model.nlp.baseline_transformer import Baseline_Transformer_NLP
+from model.nlp.ebt import EBT_NLP
+from model.nlp.vocab_step import (chunk_rows, embed_probabilities, linear_cross_entropy, think_step_loss,
+                                  token_weights)
+
+V, PAD = 29, 28
+TINY = dict(vocab_size=V, context_length=6, embedding_dim=16, num_transformer_blocks=1,
+            multiheaded_attention_heads=2, pad_token_id=PAD, mcmc_num_steps=2, mcmc_step_size=5.0)
+
+
+def close(a, b, tol=1e-9):
+    torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+
+
+# ----------------------------------------------------------------------------- the operations alone
+
+@pytest.mark.parametrize("vocab_first", [True, False])
+@pytest.mark.parametrize("per_row_step", [False, True])
+@pytest.mark.parametrize("smoothing", [0.0, 0.3])
+@pytest.mark.parametrize("z_grad", [False, True])
+def test_step_operations_equal_autograd(vocab_first, per_row_step, smoothing, z_grad):
+    torch.manual_seed(0)
+    N, D, rows = 7, 5, 3  # 3 chunks, the last one short
+    dt = torch.float64
+    W = torch.randn((V, D) if vocab_first else (D, V), dtype=dt, requires_grad=True)
+    z = torch.randn(N, V, dtype=dt, requires_grad=z_grad)
+    A = torch.randn(D, D, dtype=dt, requires_grad=True)
+    alpha = torch.tensor(2.0, dtype=dt, requires_grad=True)
+    step = alpha * (0.5 + torch.rand(N, 1, dtype=dt)) if per_row_step else alpha * 1
+    targets = torch.randint(0, V, (N,))
+    targets[2] = PAD
+    M = W if vocab_first else W.t()
+    inputs = [W, A, alpha] + ([z] if z_grad else [])
+
+    p = torch.softmax(z, -1)
+    s = p - step * (torch.tanh(p @ M @ A) @ M.t())  # a stand-in dE/de that depends on e
+    reference = F.cross_entropy(s, targets, ignore_index=PAD, label_smoothing=smoothing)
+    expected = torch.autograd.grad(reference, inputs, retain_graph=True)
+
+    e, probs, lse = embed_probabilities(z, W, vocab_first, rows)
+    loss, state, next_lse = think_step_loss(torch.tanh(e @ A), W, vocab_first, step, targets,
+                                            token_weights(targets, PAD), rows, probs=probs, z=z, lse_z=lse,
+                                            smoothing=smoothing)
+    close(loss, reference)
+    close(state, s.detach())
+    close(next_lse, torch.logsumexp(s, -1).detach())
+    for a, b in zip(torch.autograd.grad(loss, inputs), expected):
+        close(a, b)
+
+
+def test_linear_cross_entropy_equals_logits_and_cross_entropy():
+    torch.manual_seed(0)
+    h = torch.randn(9, 5, dtype=torch.float64, requires_grad=True)
+    W = torch.randn(V, 5, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(0, V, (9,))
+    targets[0] = PAD
+    reference = F.cross_entropy(h @ W.t(), targets, ignore_index=PAD)
+    loss = linear_cross_entropy(h, W, targets, PAD, rows=4)
+    close(loss, reference)
+    for a, b in zip(torch.autograd.grad(loss, [h, W]), torch.autograd.grad(reference, [h, W])):
+        close(a, b)
+
+
+def test_chunk_rows_follows_the_budget():
+    assert chunk_rows(50277, 8.0, "cpu") == 41  # 8 MB of float32 rows of 50,277
+    assert chunk_rows(50277, None, "cpu") == 41
+    assert chunk_rows(50277, None, "cuda") == 1024 * 2**20 // (4 * 50277)
+    assert chunk_rows(10**9, 0.001, "cpu") == 1  # never zero rows
+
+
+# ----------------------------------------------------------------------------- the whole EBT, both paths
+
+S2_OPTIONS = {
+    "system1": {},
+    "random_step_size": dict(randomize_mcmc_step_size_scale=2.0),
+    "random_step_counts": dict(randomize_mcmc_num_steps=2, randomize_mcmc_num_steps_min=1),
+    "langevin": dict(langevin_dynamics_noise=0.3),
+    "truncate": dict(truncate_mcmc=True, mcmc_num_steps=3),
+    "soften": dict(soften_target_prob_dist=0.2, mcmc_num_steps=3),
+    "contrastive": dict(contrastive_loss=True, contrastive_loss_coeff=0.1),
+    "replay": dict(mcmc_replay_buffer=True, mcmc_replay_buffer_size=4, batch_size_per_device=4,
+                   mcmc_replay_buffer_sample_bs_percent=0.5),
+    "unnormalized": dict(normalize_initial_condition=False),
+    "reference_attention": dict(ebt_attention="reference"),
+}
+
+
+def twin_models(options):
+    """Two identical float64 EBTs: the fused path and the current (autograd) one."""
+    models = []
+    for fused in ("on", "off"):
+        torch.manual_seed(0)
+        model = EBT_NLP(EBTConfig(**{**TINY, **options, "fused_vocab_loss": fused, "vocab_chunk_mb": 0.0005}))
+        models.append(model.to(torch.float64))
+    for p in models[0].parameters():  # adaln_zero starts at zero modulation: randomise so everything matters
+        torch.nn.init.normal_(p, std=0.3) if p.dim() > 0 else None
+    models[1].load_state_dict(models[0].state_dict())
+    return models
+
+
+def run(model, batch, phase, seed):
+    torch.manual_seed(seed)
+    model.zero_grad(set_to_none=True)
+    out = model.forward_loss_wrapper(batch, phase)
+    if phase == "train":
+        out["loss"].backward()
+    return out
+
+
+def assert_twins_agree(fused, current, batch, phase="train", seeds=(1,)):
+    for seed in seeds:
+        a, b = run(fused, batch, phase, seed), run(current, batch, phase, seed)
+        for key in ("loss", "step_losses", "step_energies", "initial_final_pred_energies_gap"):
+            close(a[key], b[key])
+        if "final_energy" in b:
+            close(a["final_energy"], b["final_energy"])
+        if phase == "train":
+            for (name, p), q in zip(fused.named_parameters(), current.parameters()):
+                assert (p.grad is None) == (q.grad is None), name
+                if p.grad is not None:
+                    close(p.grad, q.grad)
+            assert fused.alpha.grad is not None and fused.alpha.grad.abs() > 0
+
+
+def token_batch(rows=4, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, V - 1, (rows, TINY["context_length"] + 1), generator=generator)
+    ids[0, -2:] = PAD
+    return {"input_ids": ids}
+
+
+@pytest.mark.parametrize("ebt_type", EBT_TYPES)
+@pytest.mark.parametrize("tied", [False, True])
+def test_fused_equals_current_for_every_ebt_type_and_embedding(ebt_type, tied):
+    fused, current = twin_models(dict(ebt_type=ebt_type, vocab_to_embed_uses_prob_dist=tied))
+    assert_twins_agree(fused, current, token_batch(), "train")
+    assert_twins_agree(fused, current, token_batch(seed=1), "valid")
+
+
+@pytest.mark.parametrize("option", list(S2_OPTIONS))
+def test_fused_equals_current_with_system2_training(option):
+    fused, current = twin_models(S2_OPTIONS[option])
+    seeds = (1, 2, 3) if option in ("random_step_counts", "replay") else (1,)  # several schedules / buffer states
+    assert_twins_agree(fused, current, token_batch(), "train", seeds)
+    assert_twins_agree(fused, current, token_batch(seed=1), "valid")
+
+
+def test_fused_equals_current_with_learnable_langevin_noise():
+    fused, current = twin_models(dict(langevin_dynamics_noise=0.3, langevin_dynamics_noise_learnable=True))
+    for model in (fused, current):
+        model.warm_up_finished()
+    assert_twins_agree(fused, current, token_batch(), "train")
+    assert fused.langevin_dynamics_noise_std.grad.abs() > 0
+
+
+def test_fused_states_are_the_current_logits():
+    fused, current = twin_models({})
+    inputs, targets = token_batch()["input_ids"][:, :-1], token_batch()["input_ids"][:, 1:]
+    torch.manual_seed(1)
+    a = fused.think_with_losses(inputs, targets, learning=False, final_energy=True)
+    torch.manual_seed(1)
+    b = current(inputs, learning=False, final_energy=True)
+    for x, y in zip(a.states + a.energies + [a.final_energy], b.states + b.energies + [b.final_energy]):
+        close(x, y)
+
+
+def test_chunk_size_does_not_change_the_numbers():
+    outs = []
+    for chunk_mb in (0.0001, 0.001, 1.0):  # 1 row per chunk, a few, everything in one
+        torch.manual_seed(0)
+        model = EBT_NLP(EBTConfig(**TINY, vocab_chunk_mb=chunk_mb)).double()
+        outs.append(run(model, token_batch(), "train", 1)["step_losses"])
+    close(outs[0], outs[1])
+    close(outs[0], outs[2])
+
+
+def test_bf16_autocast_fused_stays_close_to_current():
+    """bf16-mixed runs the same code (products in bf16, soft-max and loss in float32); CPU autocast here."""
+    torch.manual_seed(0)
+    fused = EBT_NLP(EBTConfig(**TINY))
+    current = EBT_NLP(EBTConfig(**TINY, fused_vocab_loss="off"))
+    current.load_state_dict(fused.state_dict())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        a, b = run(fused, token_batch(), "train", 1), run(current, token_batch(), "train", 1)
+    torch.testing.assert_close(a["step_losses"], b["step_losses"], rtol=0.01, atol=0.01)
+    grads = [torch.cat([p.grad.flatten() for p in m.parameters() if p.grad is not None]) for m in (fused, current)]
+    assert F.cosine_similarity(*grads, dim=0) > 0.99
+
+
+def test_fallback_options_run_the_current_path():
+    for flag in (dict(no_mcmc_detach=True), dict(clamp_futures_grad=True), dict(absolute_clamp=5.0)):
+        assert not EBTConfig(**TINY, **flag).uses_fused_vocab_step
+        with pytest.raises(ValueError, match=f"--{next(iter(flag))} .*use 'auto' or 'off'"):
+            EBTConfig(**TINY, **flag, fused_vocab_loss="on")
+    assert EBTConfig(**TINY).uses_fused_vocab_step
+    assert not EBTConfig(**TINY, fused_vocab_loss="off").uses_fused_vocab_step
+
+
+@pytest.mark.parametrize("bad, message", [(dict(vocab_chunk_mb=0), "must be positive"),
+                                          (dict(fused_vocab_loss="yes"), "must be one of")])
+def test_bad_settings_stop(bad, message):
+    with pytest.raises(ValueError, match=message):
+        TransformerConfig(**bad)
+
+
+# ----------------------------------------------------------------------------- the Transformer++
+
+def test_transformer_fused_loss_equals_logits_and_cross_entropy():
+    models = []
+    for fused in ("auto", "off"):
+        torch.manual_seed(0)
+        models.append(Baseline_Transformer_NLP(dict(TINY, fused_vocab_loss=fused, vocab_chunk_mb=0.0005)).double())
+    outs = [m.forward_loss_wrapper(token_batch(), "train") for m in models]
+    close(outs[0]["loss"], outs[1]["loss"])
+    for out in outs:
+        out["loss"].backward()
+    for p, q in zip(*(m.parameters() for m in models)):
+        close(p.grad, q.grad)
