@@ -16,10 +16,40 @@ published, not a bug.
 Training differentiates the loss through dE/dprediction (create_graph=True): a second-order graph.
 Evaluation passes create_graph=False so no such graph is built.
 """
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
+
+PARALLEL_NOISE_MIN = 2**22  # CPU draws from this many numbers on are filled in parallel
+NOISE_BLOCKS = 8  # fixed, so the numbers do not depend on the thread count
+_noise_pool = {}  # pid -> thread pool (a forked process gets its own)
+
+
+def standard_normal(shape, device, dtype):
+    """N(0, 1) draws of `shape`, e.g. a random initial guess. torch's CPU sampler runs on one thread (over
+    a tenth of a language EBT's step at a 50k vocabulary), so large CPU draws are split into NOISE_BLOCKS
+    blocks, each from its own generator seeded from the global one, filled in parallel: deterministic
+    under a seed, the same on any number of threads. Elsewhere (and small draws): torch.randn."""
+    numel = 1
+    for size in shape:
+        numel *= size
+    if torch.device(device).type != "cpu" or numel < PARALLEL_NOISE_MIN or torch.get_num_threads() == 1:
+        return torch.randn(shape, device=device, dtype=dtype)
+    out = torch.empty(shape, device=device, dtype=dtype)
+    flat, block = out.view(-1), -(-numel // NOISE_BLOCKS)
+    seeds = torch.randint(2**62, (NOISE_BLOCKS,)).tolist()
+
+    def fill(i):
+        flat[i * block:(i + 1) * block].normal_(generator=torch.Generator().manual_seed(seeds[i]))
+
+    pool = _noise_pool.get(os.getpid())
+    if pool is None:
+        pool = _noise_pool[os.getpid()] = ThreadPoolExecutor(torch.get_num_threads())
+    list(pool.map(fill, range(NOISE_BLOCKS)))
+    return out
 
 
 @dataclass

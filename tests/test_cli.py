@@ -61,6 +61,12 @@ def test_run_name_parsing_of_job_scripts():
     (["--model_size", "huge"], "invalid choice: 'huge'"),
     (["--distributed_strategy", "fsdp"], "--distributed_strategy fsdp needs GPUs"),
     (["--distributed_strategy", "horovod"], "invalid choice: 'horovod'"),
+    (["--vocab_chunk_mb", "0"], "--vocab_chunk_mb 0 must be positive"),
+    (["--fused_vocab_loss", "on", "--no_mcmc_detach"],
+     "--fused_vocab_loss on cannot run: --no_mcmc_detach differentiates through the states"),
+    (["--fused_vocab_loss", "on", "--absolute_clamp", "5"], "--fused_vocab_loss on cannot run: --absolute_clamp"),
+    (["--modality", "IMG", "--dataset_name", "mnist", "--fused_vocab_loss", "off"],
+     "--fused_vocab_loss and --vocab_chunk_mb are language-model options"),
 ])
 def test_bad_input_stops_before_any_work_with_one_line(argv, message, capsys, tmp_path):
     # --fast_dev_run: should a check ever stop firing, the test fails in seconds instead of training

@@ -42,6 +42,8 @@ def test_training_lowers_validation_loss_and_writes_its_files(tmp_path, corpus, 
     assert os.path.isfile(os.path.join(run_dir, "console.log"))
     out = capsys.readouterr().out
     assert "perplexity" in out and "training_curves.png" in out
+    fused = "thinking step + cross-entropy" if model_name == "ebt" else "head + cross-entropy"
+    assert f"vocabulary loss: fused {fused} in chunks of" in out  # the start-up line says which path runs
     if model_name == "ebt":  # the loss after each thinking step is reported
         assert read_metrics(run_dir)("valid_loss_step_2")
     # cumulative tokens and training FLOPs, for curves against compute: linear in the step
@@ -83,12 +85,13 @@ def test_interrupted_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypa
     assert os.listdir(tmp_path) == ["last.ckpt"]  # no temporary file left behind
 
 
-def test_system2_recipe_trains_without_nans_and_checkpoints_its_replay_buffer(tmp_path, corpus):
+def test_system2_recipe_trains_without_nans_and_checkpoints_its_replay_buffer(tmp_path, corpus, capsys):
     run_dir = run(tmp_path, corpus, "--mcmc_step_size", "5", "--no-mcmc_step_size_learnable",
                   "--randomize_mcmc_step_size_scale", "2", "--mcmc_num_steps", "1", "--randomize_mcmc_num_steps", "2",
                   "--randomize_mcmc_num_steps_min", "2", "--langevin_dynamics_noise", "3.0", "--no_mcmc_detach",
                   "--truncate_mcmc", "--mcmc_replay_buffer", "--max_steps", "40", "--val_check_interval", "20",
                   "--peak_learning_rate", "0.01", name="s2")
+    assert "vocabulary loss: plain autograd, because --no_mcmc_detach" in capsys.readouterr().out
     metrics = read_metrics(run_dir)
     train, valid = metrics("train_loss"), metrics("valid_loss")
     assert all(map(torch.isfinite, torch.tensor(list(train.values()))))

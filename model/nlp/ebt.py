@@ -18,7 +18,7 @@ from model.flops import autoregressive_ebt_flops
 from model.nlp.common import count_target_tokens, inputs_and_targets, next_token_loss
 from model.nlp.vocab_step import chunk_rows, think_over_vocabulary
 from model.replay_buffer import CausalReplayBuffer
-from model.thinking import EnergyMinimizer
+from model.thinking import EnergyMinimizer, standard_normal
 
 class EBT_NLP(EnergyMinimizer):
     """Embeddings for observed tokens and predicted distributions + the AR EBT trunk + alpha."""
@@ -58,7 +58,7 @@ class EBT_NLP(EnergyMinimizer):
         shape, dtype = (batch_size, n, self.cfg.vocab_size), self.embeddings.weight.dtype
         if self.cfg.denoising_initial_condition == "zeros":
             return torch.zeros(shape, device=device, dtype=dtype)
-        z0 = torch.randn(shape, device=device, dtype=dtype)
+        z0 = standard_normal(shape, device, dtype)
         scale = self.cfg.gaussian_random_noise_scaling
         return z0 if scale == 1 else z0.mul_(scale)  # a (B, n, V) pass saved at the default scale
 
@@ -116,9 +116,11 @@ class EBT_NLP(EnergyMinimizer):
             return self.embeddings.weight, True  # (V, D)
         return self.vocab_to_embed.weight, False  # (D, V)
 
-    def think_with_losses(self, input_ids, targets, learning=False, final_energy=False, initial_logits=None):
+    def think_with_losses(self, input_ids, targets, learning=False, final_energy=False, initial_logits=None,
+                          keep_states=False):
         """`forward` with the loss after every step computed inside the fused step (model/nlp/vocab_step.py):
-        the same states, energies and losses, without the autograd graph over (B, n, V) tensors."""
+        the same energies and losses, without the autograd graph over (B, n, V) tensors. `states` holds
+        the final logits only, or those after every step with keep_states."""
         B, n = input_ids.shape
         z0 = self.initial_state(B, n, input_ids.device, initial_logits)
         weight, vocab_first = self.prediction_embedding()
@@ -127,7 +129,7 @@ class EBT_NLP(EnergyMinimizer):
             self.embedded_energy_function(input_ids, learning), z0, weight, vocab_first, targets, cfg.pad_token_id,
             normalize=cfg.normalize_initial_condition, soften=cfg.soften_target_prob_dist if learning else 0.0,
             rows=chunk_rows(cfg.vocab_size, cfg.vocab_chunk_mb, input_ids.device), evaluate_final_energy=final_energy,
-            **self.thinking_plan((B, n, 1), learning))
+            keep_states=keep_states, **self.thinking_plan((B, n, 1), learning))
 
     def _normalizer(self):
         return self.normalize if self.cfg.normalize_initial_condition else None
@@ -198,7 +200,7 @@ class EBT_NLP(EnergyMinimizer):
         return self._loss_report(result, targets, inputs, training, final_energy)
 
     def _loss_report(self, result, targets, inputs, training, final_energy):
-        T = len(result.states)
+        T = len(result.losses or result.states)
         # smoothing shapes training only: evaluation reports plain cross-entropy and perplexity
         smoothed_steps = T if training else 1
         step_losses = torch.stack(result.losses or [self.step_loss(z, targets, i, smoothed_steps)

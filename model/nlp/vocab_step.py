@@ -8,24 +8,30 @@ One thinking step of the language EBT over V tokens (docs/method.md, model/think
     z' = p - alpha * G @ M^T      the next logits (dE/dp = G @ M^T)                       (N, V)
     loss = cross_entropy(z', targets)
 
-Autograd on these lines keeps p, the softmax output, dE/dp, z', log_softmax(z') and their gradients: a
-dozen (N, V) tensors per step, and as many passes over them. The two operations here keep only the
-state z' (the next step starts from it anyway) and recompute everything else chunk by chunk in their
-hand-written backward passes:
+Autograd on these lines keeps p, dE/dp, z', log_softmax(z') and their gradients, a dozen (N, V) tensors
+per step and as many passes over them, and differentiates into the detached state z for nothing. The
+two operations here keep one (N, V) tensor per step and never form the others whole:
 
-- `embed_probabilities(z, M)`  -> e, plus p, a buffer `think_step_loss` turns into z' in place;
-- `think_step_loss(p, z, G, M, alpha, ...)` -> loss, z', logsumexp(z').
+- `embed_probabilities(z, M)` -> (e, p): p is written over z (the state is not needed again) and saved
+  for the backward, which gives dL/dM (and dL/dz only when z has a gradient: learnable Langevin noise);
+- `think_step_loss(G, M, alpha, base=p)` -> (loss, z'): the loss is a leaf differentiated once, by a
+  scalar, so its gradients (for G, M, alpha and p when needed) are computed in the forward pass, chunk by
+  chunk while each chunk is in cache; the backward only scales them.
 
-Their inputs carry the second-order graph (G = dE/de was taken with create_graph=True), so the
-operations themselves are only ever differentiated once. With p absent and alpha = -1 the second one is
-a plain chunked linear cross-entropy, `linear_cross_entropy(h, W)`: the Transformer++'s head and loss.
+G = dE/de carries the second-order graph (taken with create_graph=True), so the trunk's second order is
+autograd's; these operations themselves are only ever differentiated once. With base absent and alpha = -1
+the second one is a plain chunked linear cross-entropy, `linear_cross_entropy(h, W)`: the Transformer++'s
+head and loss.
 
 Under autocast the matrix products run in the autocast dtype; the soft-max and loss math in float32 (or
-float64, for gradient checks).
+float64, for gradient checks). The twin that tests compare against is the autograd path of
+`EBT_NLP.forward` + `EBT_NLP.step_loss` (tests/test_vocab_step.py).
 """
+import threading
+
 import torch
 
-DEFAULT_CHUNK_MB = {"cpu": 8.0, "cuda": 1024.0}  # per chunked (rows, V) buffer; CPU: stay cache-sized
+DEFAULT_CHUNK_MB = {"cpu": 64.0, "cuda": 1024.0}  # per chunked (rows, V) buffer; CPU: larger was no faster
 
 
 def chunk_rows(vocab_size, chunk_mb, device):
@@ -33,6 +39,22 @@ def chunk_rows(vocab_size, chunk_mb, device):
     if chunk_mb is None:
         chunk_mb = DEFAULT_CHUNK_MB.get(torch.device(device).type, DEFAULT_CHUNK_MB["cuda"])
     return max(1, int(chunk_mb * 2**20 // (4 * vocab_size)))
+
+
+_workspace = threading.local()
+
+
+def _scratch(slot, rows, cols, device, dtype):
+    """A reusable (rows, cols) buffer. On CPU freshly allocated large buffers cost a page fault per 4 KB on
+    first touch (no caching allocator there), so the chunk buffers are kept per thread; CUDA's caching
+    allocator already does this."""
+    if torch.device(device).type == "cuda":
+        return torch.empty(rows, cols, device=device, dtype=dtype)
+    buffers = _workspace.__dict__.setdefault("buffers", {})
+    key = (slot, str(device), dtype)
+    if key not in buffers or buffers[key].numel() < rows * cols:
+        buffers[key] = torch.empty(rows * cols, device=device, dtype=dtype)
+    return buffers[key][:rows * cols].view(rows, cols)
 
 
 def _chunks(n, rows):
@@ -59,20 +81,43 @@ def _add_mm_(out, a, b, dtype, alpha=1.0):
         out.add_(a.to(dtype) @ b.to(dtype), alpha=alpha)
 
 
+def _accumulate_mm(total, a, b, dtype):
+    """total + a @ b, or a @ b when total is None (no zero-filled accumulator)."""
+    if total is None:
+        if a.dtype == b.dtype == dtype:  # into an allocated output: faster on CPU than a @ b for (D, V) results
+            return torch.mm(a, b, out=a.new_empty(a.shape[0], b.shape[1]))
+        return _mm(a, b, dtype)
+    _add_mm_(total, a, b, dtype)
+    return total
+
+
 def _vocab_by_dim(weight, vocab_first):
     """The (V, D) view of an embedding weight stored (V, D) (nn.Embedding) or (D, V) (nn.Linear(V, D))."""
     return weight if vocab_first else weight.t()
 
 
-def _softmax_(buffer, z, lse):
-    """buffer = exp(z - lse): the soft-max of z from its row log-sum-exp."""
-    torch.sub(z, lse.unsqueeze(-1), out=buffer)
-    return buffer.exp_()
+# Soft-max entries below e^-46 (1e-20) of their row's largest are raised to it. That moves no soft-max, loss
+# or gradient by more than V * 1e-20 relative (below float32 rounding), and it keeps CPUs fast: exp of the
+# large negative inputs that thinking's logits produce takes a slow path (20x), and tiny outputs scaled by
+# the loss weights turn into subnormal numbers that slow every matrix product they enter by about 100x.
+EXP_FLOOR = -46.0
 
 
-def row_logsumexp(z, rows):
-    """logsumexp(z, -1) for (N, V) z, chunk by chunk (no (N, V) temporary)."""
-    return torch.cat([torch.logsumexp(z[r], dim=-1) for r in _chunks(z.shape[0], rows)])
+def _row_exp_sums(buffer, z):
+    """buffer = exp(z - max(z)) per row (buffer may be z itself); returns (max, sum), each (rows, 1):
+    logsumexp(z) = max + log(sum)."""
+    row_max = z.amax(-1, keepdim=True)
+    shifted = z.sub_(row_max) if buffer is z else torch.sub(z, row_max, out=buffer)
+    shifted.clamp_(min=EXP_FLOOR).exp_()
+    return row_max, buffer.sum(-1, keepdim=True)
+
+
+def _add_mm_into(out, base, a, b, dtype, alpha):
+    """out = base + alpha * a @ b, the product computed in `dtype`."""
+    if base.dtype == a.dtype == b.dtype == dtype:
+        torch.addmm(base, a, b, alpha=alpha, out=out)
+    else:
+        torch.add(base, a.to(dtype) @ b.to(dtype), alpha=alpha, out=out)
 
 
 def _softmax_backward(p, grad_p):
@@ -81,57 +126,60 @@ def _softmax_backward(p, grad_p):
 
 
 class _EmbedProbabilities(torch.autograd.Function):
-    """e = softmax(z) @ M in chunks; also returns softmax(z) as a plain buffer. Saves z, not p."""
+    """p = softmax(z), written over z, and e = p @ M, in row chunks. p is what the backward needs (the
+    state z is not needed again), so nothing is recomputed and no (N, V) buffer is added."""
 
     @staticmethod
-    def forward(ctx, z, lse, weight, vocab_first, rows):
+    def forward(ctx, z, weight, vocab_first, rows):
         dtype = _compute_dtype(z)
         with torch.autocast(z.device.type, enabled=False):
             m = _vocab_by_dim(weight, vocab_first).to(dtype)
             e = z.new_empty(z.shape[0], m.shape[1], dtype=dtype)
-            probs = torch.empty_like(z)
             for r in _chunks(z.shape[0], rows):
-                p = _softmax_(probs[r], z[r], lse[r])
-                e[r] = p.to(dtype) @ m
-        ctx.save_for_backward(z, lse, weight)
+                p = z[r]
+                _, total = _row_exp_sums(p, p)
+                e[r] = p.div_(total).to(dtype) @ m
+        ctx.mark_dirty(z)
+        if not ctx.needs_input_grad[0]:  # p's gradient only matters to a state that has one
+            ctx.mark_non_differentiable(z)
+        ctx.save_for_backward(z, weight)
         ctx.vocab_first, ctx.rows, ctx.dtype = vocab_first, rows, dtype
-        ctx.mark_non_differentiable(probs)
-        return e, probs
+        ctx.set_materialize_grads(False)  # no (N, V) zeros when p gets no gradient
+        return e, z
 
     @staticmethod
-    def backward(ctx, grad_e, _grad_probs):
-        z, lse, weight = ctx.saved_tensors
+    def backward(ctx, grad_e, grad_p):
+        p, weight = ctx.saved_tensors
         dtype, vocab_first = ctx.dtype, ctx.vocab_first
-        grad_z = torch.empty_like(z) if ctx.needs_input_grad[0] else None
-        grad_w = torch.zeros_like(weight) if ctx.needs_input_grad[2] else None
-        with torch.autocast(z.device.type, enabled=False):
+        grad_z = torch.empty_like(p) if ctx.needs_input_grad[0] else None
+        grad_w = None
+        with torch.autocast(p.device.type, enabled=False):
             m = _vocab_by_dim(weight, vocab_first).to(dtype)
-            p = torch.empty_like(z[:ctx.rows])
-            for r in _chunks(z.shape[0], ctx.rows):
-                pc = _softmax_(p[:r.stop - r.start], z[r], lse[r])
-                h = grad_e[r].to(z.dtype)
-                if grad_w is not None:  # dL/dM = p^T h, in the weight's own layout
-                    if vocab_first:
-                        _add_mm_(grad_w, pc.t(), h, dtype)
-                    else:
-                        _add_mm_(grad_w, h.t(), pc, dtype)
-                if grad_z is not None:
-                    grad_z[r] = _softmax_backward(pc, _mm(h, m.t(), dtype))
-        return grad_z, None, grad_w, None, None
+            for r in _chunks(p.shape[0], ctx.rows):
+                pc = p[r]
+                h = grad_e[r].to(p.dtype) if grad_e is not None else None
+                if ctx.needs_input_grad[1] and h is not None:  # dL/dM = p^T h, in the weight's own layout
+                    grad_w = (_accumulate_mm(grad_w, pc.t(), h, dtype) if vocab_first
+                              else _accumulate_mm(grad_w, h.t(), pc, dtype))
+                if grad_z is not None:  # learnable Langevin noise: the state itself has a gradient
+                    dp = _mm(h, m.t(), dtype) if h is not None else torch.zeros_like(pc)
+                    if grad_p is not None:
+                        dp += grad_p[r]
+                    grad_z[r] = _softmax_backward(pc, dp)
+        return grad_z, None if grad_w is None else grad_w.to(weight.dtype), None, None
 
 
 class _ThinkStepLoss(torch.autograd.Function):
-    """state = p - step * G @ M^T (written into p's buffer, or a new one), and the weighted cross-entropy
-    of `state` against the targets, chunk by chunk; see the module docstring.
+    """state = base - step * G @ M^T (a new buffer) and the weighted cross-entropy of `state` against the
+    targets, chunk by chunk; see the module docstring. base: softmax(z), or z without normalisation.
 
     The loss is a leaf of the graph (differentiated once, by a scalar), so when gradients are wanted they
     are computed here, while each chunk is in cache; backward only scales them by d(total)/d(loss).
     """
 
     @staticmethod
-    def forward(ctx, probs, z, lse_z, g, weight, step, targets, row_weights, smoothing, vocab_first, rows,
-                normalize, keep_state, wants):
-        need_z, need_g, need_w, need_step = wants
+    def forward(ctx, base, g, weight, step, targets, row_weights, smoothing, vocab_first, rows, keep_state, wants):
+        need_base, need_g, need_w, need_step = wants
         dtype = _compute_dtype(g)
         N = g.shape[0]
         math_dtype = torch.promote_types(weight.dtype, torch.float32)
@@ -139,45 +187,38 @@ class _ThinkStepLoss(torch.autograd.Function):
         with torch.autocast(g.device.type, enabled=False):
             m = _vocab_by_dim(weight, vocab_first).to(dtype)
             V = m.shape[0]
-            if probs is not None:
-                state = probs  # the next state overwrites the soft-max buffer
-            elif keep_state:
-                state = torch.empty(N, V, device=g.device, dtype=math_dtype)
-            scratch = None if keep_state else torch.empty(min(rows, N), V, device=g.device, dtype=math_dtype)
-            d_state = torch.empty(min(rows, N), V, device=g.device, dtype=math_dtype) if any(wants) else None
-            lse = torch.empty(N, device=g.device, dtype=math_dtype)
+            state = torch.empty(N, V, device=g.device, dtype=math_dtype) if keep_state else None
+            scratch = None if keep_state else _scratch("state", min(rows, N), V, g.device, math_dtype)
+            exps = _scratch("exps", min(rows, N), V, g.device, math_dtype)
             row_loss = torch.empty(N, device=g.device, dtype=math_dtype)
             safe_targets = targets.clamp(0, V - 1).unsqueeze(-1)
-            weights = row_weights.to(math_dtype)
-            grad_z = torch.empty(N, V, device=g.device, dtype=math_dtype) if need_z else None
+            weights = row_weights.to(math_dtype).unsqueeze(-1)  # (N, 1)
+            grad_base = torch.empty(N, V, device=g.device, dtype=math_dtype) if need_base else None
             grad_g = torch.empty(g.shape, device=g.device, dtype=math_dtype) if need_g else None
-            grad_w = torch.zeros(weight.shape, device=g.device, dtype=math_dtype) if need_w else None
             grad_step = torch.empty(N, 1, device=g.device, dtype=math_dtype) if need_step else None
+            grad_w = None
             for r in _chunks(N, rows):
                 k = r.stop - r.start
                 s = state[r] if keep_state else scratch[:k]
                 g_r = g[r].to(math_dtype)
                 step_r = step[r] if per_row_step else step
                 gs = g_r * step_r
-                if probs is not None:
-                    _add_mm_(s, gs, m.t(), dtype, alpha=-1.0)
-                elif z is not None:
-                    s.copy_(z[r])
-                    _add_mm_(s, gs, m.t(), dtype, alpha=-1.0)
+                if base is not None:
+                    _add_mm_into(s, base[r], gs, m.t(), dtype, alpha=-1.0)
                 else:
                     torch.neg(_mm(gs, m.t(), dtype), out=s)
-                lse[r] = torch.logsumexp(s, dim=-1)
-                loss = lse[r] - (1 - smoothing) * s.gather(1, safe_targets[r]).squeeze(1)
+                row_max, total = _row_exp_sums(exps[:k], s)
+                loss = row_max + total.log() - (1 - smoothing) * s.gather(1, safe_targets[r])
                 if smoothing:
-                    loss = loss - smoothing / V * s.sum(-1)
-                row_loss[r] = loss
-                if d_state is None:
+                    loss = loss - smoothing / V * s.sum(-1, keepdim=True)
+                row_loss[r] = loss.squeeze(-1)
+                if not any(wants):
                     continue
                 # d loss / d state = w * (softmax - (1 - eps) onehot - eps / V)
-                ds = _softmax_(d_state[:k], s, lse[r]).mul_(weights[r].unsqueeze(-1))
-                ds.scatter_add_(1, safe_targets[r], -(1 - smoothing) * weights[r].unsqueeze(-1))
+                ds = exps[:k].mul_(weights[r] / total)
+                ds.scatter_add_(1, safe_targets[r], -(1 - smoothing) * weights[r])
                 if smoothing:
-                    ds.sub_((smoothing / V) * weights[r].unsqueeze(-1))
+                    ds.sub_((smoothing / V) * weights[r])
                 if need_g or need_step:
                     d_gs = _mm(ds, m, dtype).neg_()  # d loss / d (step * G)
                     if need_g:
@@ -185,35 +226,31 @@ class _ThinkStepLoss(torch.autograd.Function):
                     if need_step:
                         grad_step[r] = (g_r * d_gs).sum(-1, keepdim=True)
                 if need_w:  # state = -(step G) M^T + ...: dL/dM^T = -(step G)^T ds
-                    if vocab_first:
-                        _add_mm_(grad_w, ds.t(), gs, dtype, alpha=-1.0)
-                    else:
-                        _add_mm_(grad_w, gs.t(), ds, dtype, alpha=-1.0)
-                if need_z:
-                    if normalize:
-                        p = _softmax_(torch.empty_like(ds), z[r], lse_z[r])
-                        grad_z[r] = _softmax_backward(p, ds)
-                    else:
-                        grad_z[r] = ds
-            total = (row_loss * weights).sum()
+                    grad_w = (_accumulate_mm(grad_w, ds.t(), -gs, dtype) if vocab_first
+                              else _accumulate_mm(grad_w, (-gs).t(), ds, dtype))
+                if need_base:
+                    grad_base[r] = ds
+            total_loss = (row_loss * weights.squeeze(-1)).sum()
         if need_step and not per_row_step:
             grad_step = grad_step.sum().reshape(step.shape)
-        grads = [grad_z, grad_g.to(g.dtype) if need_g else None, grad_w.to(weight.dtype) if need_w else None,
-                 grad_step.to(step.dtype) if need_step else None]
-        ctx.save_for_backward(*[t for t in grads if t is not None])
-        ctx.present = [t is not None for t in grads]
-        if probs is not None:
-            ctx.mark_dirty(probs)
-        outputs = (total, state, lse) if keep_state else (total, lse)
-        ctx.mark_non_differentiable(*outputs[1:])
-        return outputs
+        # not inputs or outputs, so kept on ctx; backward scales them in place and lets them go
+        ctx.grads = [grad_base.to(base.dtype) if need_base else None, grad_g.to(g.dtype) if need_g else None,
+                     grad_w.to(weight.dtype) if need_w else None, grad_step.to(step.dtype) if need_step else None]
+        ctx.set_materialize_grads(False)
+        if not keep_state:
+            return total_loss
+        ctx.mark_non_differentiable(state)
+        return total_loss, state
 
     @staticmethod
     def backward(ctx, grad_total, *_):
-        saved = iter(ctx.saved_tensors)
-        grad_z, grad_g, grad_w, grad_step = (next(saved) * grad_total if present else None
-                                             for present in ctx.present)
-        return (None, grad_z, None, grad_g, grad_w, grad_step) + (None,) * 8
+        if ctx.grads is None:
+            raise RuntimeError("the fused thinking step's loss can be differentiated once (its gradients are "
+                               "computed in the forward pass and handed over)")
+        grads, ctx.grads = ctx.grads, None
+        if grad_total is None:
+            return (None,) * 11
+        return tuple(t.mul_(grad_total) if t is not None else None for t in grads) + (None,) * 7
 
 
 def _wants(*tensors):
@@ -228,38 +265,29 @@ def token_weights(targets, pad_token_id):
     return real.to(torch.float64) / real.sum().clamp(min=1)  # exact 1/count; the step casts
 
 
-def embed_probabilities(z, weight, vocab_first, rows, lse=None):
-    """(e, p, lse) for logits z (N, V): e = softmax(z) @ M (N, D), p = softmax(z) as a plain buffer
-    (`think_step_loss` overwrites it with the next state), lse = logsumexp(z) (given when known)."""
-    if lse is None:
-        with torch.no_grad():
-            lse = row_logsumexp(z, rows)
-    e, probs = _EmbedProbabilities.apply(z, lse, weight, vocab_first, rows)
-    return e, probs, lse
+def embed_probabilities(z, weight, vocab_first, rows):
+    """(e, p) for logits z (N, V): p = softmax(z), computed in place over z's buffer (z is used up), and
+    e = p @ M (N, D). Gradients flow to M and, when z has one, to z."""
+    return _EmbedProbabilities.apply(z, weight, vocab_first, rows)
 
 
-def think_step_loss(g, weight, vocab_first, step, targets, row_weights, rows, *, probs=None, z=None, lse_z=None,
-                    normalize=True, smoothing=0.0):
-    """(loss, next state z' (N, V), logsumexp(z')) of one thinking step, see the module docstring.
+def think_step_loss(g, weight, vocab_first, step, targets, row_weights, rows, base, smoothing=0.0):
+    """(loss, next state z' (N, V)) of one thinking step z' = base - step * G @ M^T, see the module docstring.
 
-    With normalize: probs = softmax(z) from `embed_probabilities` (overwritten by z'), z and lse_z for
-    the gradient into z when z has one (learnable Langevin noise). Without: z' = z - step * G @ M^T.
-    row_weights: per-row loss weights (`token_weights`); smoothing: label smoothing of the targets.
+    base: p = softmax(z) from `embed_probabilities`, or z itself without normalisation (N, V);
+    g = dE/de (N, D); step: alpha, a scalar or (N, 1) tensor; row_weights: per-row loss weights
+    (`token_weights`); smoothing: label smoothing of the targets.
     """
-    loss, state, lse = _ThinkStepLoss.apply(probs if normalize else None, z, lse_z if normalize else None, g, weight,
-                                            step, targets, row_weights, float(smoothing), vocab_first, rows,
-                                            normalize, True, _wants(z, g, weight, step))
-    return loss, state, lse
+    return _ThinkStepLoss.apply(base, g, weight, step, targets, row_weights, float(smoothing), vocab_first, rows,
+                                True, _wants(base, g, weight, step))
 
 
 def linear_cross_entropy(hidden, weight, targets, pad_token_id, rows):
     """Mean cross-entropy of hidden @ weight^T against targets, ignoring pads, without the (N, V) logits.
 
     hidden (N, D), weight (V, D) (an nn.Linear(D, V) weight), targets (N,)."""
-    loss, _ = _ThinkStepLoss.apply(None, None, None, hidden, weight, -1.0, targets,
-                                   token_weights(targets, pad_token_id), 0.0, True, rows, False, False,
-                                   _wants(None, hidden, weight, None))
-    return loss
+    return _ThinkStepLoss.apply(None, hidden, weight, -1.0, targets, token_weights(targets, pad_token_id), 0.0, True,
+                                rows, False, _wants(None, hidden, weight, None))
 
 
 # ----------------------------------------------------------------------------- the thinking loop over them
@@ -277,15 +305,19 @@ def fused_step_blocker(cfg):
 
 def think_over_vocabulary(embedded_energy, initial_logits, weight, vocab_first, targets, pad_token_id, *, step_size,
                           landscapes, create_graph, truncate, langevin_std, normalize, soften, rows,
-                          evaluate_final_energy, detach_between_steps=True, grad_clamp=None, state_clamp=None):
+                          evaluate_final_energy, keep_states=False, detach_between_steps=True, grad_clamp=None,
+                          state_clamp=None):
     """`model.thinking.think` for the language EBT with each step's loss fused into the step.
 
-    embedded_energy(e (B, n, D), landscape) -> (B, n); initial_logits (B, n, V); targets (B, n);
-    weight/vocab_first: the prediction embedding M (see `_vocab_by_dim`). The keyword arguments are those
-    of `EnergyMinimizer.thinking_plan` (the plans `fused_step_blocker` lets through) plus normalize (softmax
-    the state before embedding it), soften (label smoothing of the first step, falling to 0 at the last)
-    and rows (chunk size). Returns a ThinkingResult with `losses`: the token-mean cross-entropy after each
-    step, smoothed as configured (what `EBT_NLP.step_loss` computes from the states).
+    embedded_energy(e (B, n, D), landscape) -> (B, n); initial_logits (B, n, V), used up (its buffer
+    becomes the first soft-max); targets (B, n); weight/vocab_first: the prediction embedding M (see
+    `_vocab_by_dim`). The keyword arguments are those of `EnergyMinimizer.thinking_plan` (the plans
+    `fused_step_blocker` lets through) plus normalize (softmax the state before embedding it), soften
+    (label smoothing of the first step, falling to 0 at the last) and rows (chunk size).
+
+    Returns a ThinkingResult with `losses`, the token-mean cross-entropy after each step, smoothed as
+    configured (what `EBT_NLP.step_loss` computes from the states), and `states`: the final logits only
+    (each step's soft-max overwrites its state), or the logits after every step with keep_states.
     """
     from model.thinking import ThinkingResult, _at_step  # model.thinking imports nothing from here
 
@@ -294,19 +326,20 @@ def think_over_vocabulary(embedded_energy, initial_logits, weight, vocab_first, 
     N, T = B * n, len(landscapes)
     flat_targets = targets.reshape(N)
     row_weights = token_weights(flat_targets, pad_token_id)
+    m = _vocab_by_dim(weight, vocab_first)
     result = ThinkingResult()
-    z, lse = initial_logits.reshape(N, V).detach(), None
+    z = initial_logits.reshape(N, V).detach()
     for i, landscape in enumerate(landscapes):
         # steps outside the objective (evaluation; all but the last with truncate_mcmc) build no graph
         learn = create_graph and (not truncate or i == T - 1)
         with torch.set_grad_enabled(learn):
             noise_std = _at_step(langevin_std, i)
             if noise_std is not None:
-                z, lse = z + torch.randn_like(z) * noise_std, None
+                z = z + torch.randn_like(z) * noise_std
             if normalize:
-                e, probs, lse = embed_probabilities(z, weight, vocab_first, rows, lse)
+                e, base = embed_probabilities(z, weight, vocab_first, rows)
             else:
-                e, probs = _mm(z, _vocab_by_dim(weight, vocab_first), _compute_dtype(z)), None
+                e, base = _mm(z, m, _compute_dtype(z)), z
         if not learn or not e.requires_grad:
             e = e.detach().requires_grad_()
         with torch.enable_grad():  # dE/de is wanted even under validation's no_grad
@@ -318,15 +351,16 @@ def think_over_vocabulary(embedded_energy, initial_logits, weight, vocab_first, 
             step = step.expand(B, n, 1).reshape(N, 1)
         smoothing = (T - 1 - i) / (T - 1) * soften if soften and T > 1 else 0.0
         with torch.set_grad_enabled(learn):
-            loss, z, lse = think_step_loss(g, weight, vocab_first, step, flat_targets, row_weights, rows, probs=probs,
-                                           z=z, lse_z=lse, normalize=normalize, smoothing=smoothing)
-        result.states.append(z.view(B, n, V))
+            loss, z = think_step_loss(g, weight, vocab_first, step, flat_targets, row_weights, rows, base, smoothing)
+        if keep_states:  # the next step's soft-max will overwrite z
+            result.states.append(z.view(B, n, V).clone() if normalize and i < T - 1 else z.view(B, n, V))
         result.energies.append(energy if learn else energy.detach())
         result.losses.append(loss)
+    if not keep_states:
+        result.states.append(z.view(B, n, V))
     if evaluate_final_energy:
         with torch.no_grad():
-            e = (embed_probabilities(z, weight, vocab_first, rows, lse)[0] if normalize
-                 else _mm(z, _vocab_by_dim(weight, vocab_first), _compute_dtype(z)))
+            e = embed_probabilities(z.clone(), weight, vocab_first, rows)[0] if normalize else _mm(z, m, z.dtype)
             result.final_energy = embedded_energy(e.view(B, n, -1), landscapes[-1])
     return result
 
