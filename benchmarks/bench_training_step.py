@@ -1,6 +1,6 @@
 """Training-step time, working memory and MFU: the fused vocabulary step against the current path.
 
-One step = forward + loss + backward + AdamW step, fp32, at the published example hyperparameters
+One step = forward + loss + backward + AdamW step, fp32 (or --precision bf16-mixed), at the published example hyperparameters
 (time_embed, 2 thinking steps, alpha 500 learnable in its own group at 1500x the lr, AdamW lr 1e-3).
 Paths, run interleaved in one process (medians of --repeats):
 
@@ -16,6 +16,7 @@ model's training FLOPs (`estimate_flops`) per second over this machine's fp32 ma
     python benchmarks/bench_training_step.py                          # the three configurations
     python benchmarks/bench_training_step.py --configs 4xs-v512-c64-b4 --repeats 9
     python benchmarks/bench_training_step.py --configs none --max_batch   # largest xxs/NeoX batch in 8 GB
+    python benchmarks/bench_training_step.py --device cuda --precision bf16-mixed   # on a GPU machine
 """
 import argparse
 import ctypes
@@ -44,6 +45,7 @@ CONFIGS = {
     "4xs-v512-c64-b4": ("4xs", 512, 64, 4),
 }
 PATHS = ("ebt-current", "ebt-fused", "t++-current", "t++-fused")
+PRECISION = os.environ.get("BENCH_PRECISION", "32-true")  # inherited by the memory subprocesses
 
 
 def build(path, size, vocab, context, device):
@@ -54,12 +56,14 @@ def build(path, size, vocab, context, device):
               mcmc_step_size=500.0, mcmc_step_size_learnable=True, fused_vocab_loss="auto" if fused else "off")
     model = (EBT_NLP(hp) if path.startswith("ebt") else Baseline_Transformer_NLP(hp)).to(device)
     groups = build_param_groups(model, 1e-3, 0.01, 1500.0)
-    implementation = adamw_implementation(model.parameters(), "32-true") if fused else {}
+    implementation = adamw_implementation(model.parameters(), PRECISION) if fused else {}
     return model, torch.optim.AdamW(groups, betas=(0.9, 0.999), eps=1e-8, **implementation)
 
 
 def train_step(model, optimizer, batch):
-    out = model.forward_loss_wrapper(batch, "train")
+    device = batch["input_ids"].device.type
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=PRECISION == "bf16-mixed"):
+        out = model.forward_loss_wrapper(batch, "train")
     out["loss"].backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -121,9 +125,10 @@ def memory_in_fresh_process(path, size, vocab, context, batch_size, device):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def matmul_peak_flops(device, n=2048, repeats=7):
-    """The machine's fp32 matmul throughput (FLOP/s): median of n x n products."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def matmul_peak_flops(device, n=2048, repeats=15):
+    """The machine's matmul peak (FLOP/s) in the run's precision: the fastest of `repeats` n x n products."""
+    dtype = torch.bfloat16 if PRECISION == "bf16-mixed" else torch.float32
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     a @ b
     times = []
     for _ in range(repeats):
@@ -132,7 +137,7 @@ def matmul_peak_flops(device, n=2048, repeats=7):
         a @ b
         _sync(device)
         times.append(time.perf_counter() - start)
-    return 2 * n**3 / statistics.median(times)
+    return 2 * n**3 / min(times)
 
 
 def run_config(config, paths, repeats, device, peak_flops):
@@ -202,9 +207,14 @@ def main():
                         help="also find the largest xxs/NeoX/context-256 batch within --budget_mb, both EBT paths")
     parser.add_argument("--budget_mb", type=float, default=8192)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"],
+                        help="bf16-mixed: every path under bf16 autocast (GPUs), foreach AdamW")
     args = parser.parse_args()
+    global PRECISION
+    PRECISION = os.environ["BENCH_PRECISION"] = args.precision
     peak = matmul_peak_flops(args.device)
-    print(f"fp32 matmul peak measured here: {peak / 1e9:.1f} GFLOP/s (2048 x 2048, {args.device})")
+    print(f"{args.precision} matmul peak measured here: {peak / 1e9:.1f} GFLOP/s (fastest 2048 x 2048 product, "
+          f"{args.device})")
     for config in args.configs:
         if config != "none":
             run_config(config, args.paths, args.repeats, args.device, peak)

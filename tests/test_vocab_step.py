@@ -88,6 +88,7 @@ S2_OPTIONS = {
                    mcmc_replay_buffer_sample_bs_percent=0.5),
     "unnormalized": dict(normalize_initial_condition=False),
     "reference_attention": dict(ebt_attention="reference"),
+    "activation_checkpointing": dict(activation_checkpointing=True),
 }
 
 
