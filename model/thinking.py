@@ -16,6 +16,7 @@ published, not a bug.
 Training differentiates the loss through dE/dprediction (create_graph=True): a second-order graph.
 Evaluation passes create_graph=False so no such graph is built.
 """
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,9 +34,7 @@ def standard_normal(shape, device, dtype):
     a tenth of a language EBT's step at a 50k vocabulary), so large CPU draws are split into NOISE_BLOCKS
     blocks, each from its own generator seeded from the global one, filled in parallel: deterministic
     under a seed, the same on any number of threads. Elsewhere (and small draws): torch.randn."""
-    numel = 1
-    for size in shape:
-        numel *= size
+    numel = math.prod(shape)
     if torch.device(device).type != "cpu" or numel < PARALLEL_NOISE_MIN or torch.get_num_threads() == 1:
         return torch.randn(shape, device=device, dtype=dtype)
     out = torch.empty(shape, device=device, dtype=dtype)

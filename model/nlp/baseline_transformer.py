@@ -28,9 +28,13 @@ class Baseline_Transformer_NLP(nn.Module):
         """Trunk outputs (B, n, D) -> next-token logits (B, n, V)."""
         return self.output(hidden)
 
+    def hidden_states(self, input_ids):
+        """input_ids (B, n) -> trunk outputs (B, n, D), what the head maps to logits."""
+        return self.transformer(self.embed_observed(input_ids))
+
     def forward(self, input_ids):
         """input_ids (B, n) -> logits (B, n, V)."""
-        return self.head(self.transformer(self.embed_observed(input_ids)))
+        return self.head(self.hidden_states(input_ids))
 
     def estimate_flops(self):
         """Training FLOPs per predicted token (model/flops.py): every weight but the embedding lookup."""
@@ -43,7 +47,7 @@ class Baseline_Transformer_NLP(nn.Module):
         if self.cfg.fused_vocab_loss == "off":
             loss = next_token_loss(self(inputs), targets, self.cfg.pad_token_id)
         else:  # the same loss without the (B, n, V) logits (model/nlp/vocab_step.py)
-            hidden = self.transformer(self.embed_observed(inputs)).flatten(0, 1)
+            hidden = self.hidden_states(inputs).flatten(0, 1)
             loss = linear_cross_entropy(hidden, self.output.weight, targets.flatten(), self.cfg.pad_token_id,
                                         chunk_rows(self.cfg.vocab_size, self.cfg.vocab_chunk_mb, hidden.device))
         return {

@@ -73,22 +73,23 @@ def _mm(a, b, dtype):
     return (a.to(dtype) @ b.to(dtype)).to(a.dtype)
 
 
-def _add_mm_(out, a, b, dtype, alpha=1.0):
-    """out += alpha * a @ b, the product computed in `dtype`."""
-    if out.dtype == a.dtype == b.dtype == dtype:
-        out.addmm_(a, b, alpha=alpha)
-    else:
-        out.add_(a.to(dtype) @ b.to(dtype), alpha=alpha)
-
-
 def _accumulate_mm(total, a, b, dtype):
-    """total + a @ b, or a @ b when total is None (no zero-filled accumulator)."""
+    """total + a @ b (in place), or a @ b when total is None (no zero-filled accumulator)."""
     if total is None:
         if a.dtype == b.dtype == dtype:  # into an allocated output: faster on CPU than a @ b for (D, V) results
             return torch.mm(a, b, out=a.new_empty(a.shape[0], b.shape[1]))
         return _mm(a, b, dtype)
-    _add_mm_(total, a, b, dtype)
-    return total
+    if total.dtype == a.dtype == b.dtype == dtype:
+        return total.addmm_(a, b)
+    return total.add_(a.to(dtype) @ b.to(dtype))
+
+
+def _accumulate_weight_grad(total, vocab_side, dim_side, vocab_first, dtype):
+    """total + the gradient vocab_side^T @ dim_side ((k, V) and (k, D) chunks) of a prediction-embedding
+    weight, in the weight's own layout: (V, D) when vocab_first, else (D, V)."""
+    if vocab_first:
+        return _accumulate_mm(total, vocab_side.t(), dim_side, dtype)
+    return _accumulate_mm(total, dim_side.t(), vocab_side, dtype)
 
 
 def _vocab_by_dim(weight, vocab_first):
@@ -158,9 +159,8 @@ class _EmbedProbabilities(torch.autograd.Function):
             for r in _chunks(p.shape[0], ctx.rows):
                 pc = p[r]
                 h = grad_e[r].to(p.dtype) if grad_e is not None else None
-                if ctx.needs_input_grad[1] and h is not None:  # dL/dM = p^T h, in the weight's own layout
-                    grad_w = (_accumulate_mm(grad_w, pc.t(), h, dtype) if vocab_first
-                              else _accumulate_mm(grad_w, h.t(), pc, dtype))
+                if ctx.needs_input_grad[1] and h is not None:  # dL/dM = p^T h
+                    grad_w = _accumulate_weight_grad(grad_w, pc, h, vocab_first, dtype)
                 if grad_z is not None:  # learnable Langevin noise: the state itself has a gradient
                     dp = _mm(h, m.t(), dtype) if h is not None else torch.zeros_like(pc)
                     if grad_p is not None:
@@ -226,8 +226,7 @@ class _ThinkStepLoss(torch.autograd.Function):
                     if need_step:
                         grad_step[r] = (g_r * d_gs).sum(-1, keepdim=True)
                 if need_w:  # state = -(step G) M^T + ...: dL/dM^T = -(step G)^T ds
-                    grad_w = (_accumulate_mm(grad_w, ds.t(), -gs, dtype) if vocab_first
-                              else _accumulate_mm(grad_w, (-gs).t(), ds, dtype))
+                    grad_w = _accumulate_weight_grad(grad_w, ds, -gs, vocab_first, dtype)
                 if need_base:
                     grad_base[r] = ds
             total_loss = (row_loss * weights.squeeze(-1)).sum()
@@ -360,7 +359,8 @@ def think_over_vocabulary(embedded_energy, initial_logits, weight, vocab_first, 
         result.states.append(z.view(B, n, V))
     if evaluate_final_energy:
         with torch.no_grad():
-            e = embed_probabilities(z.clone(), weight, vocab_first, rows)[0] if normalize else _mm(z, m, z.dtype)
+            e = (embed_probabilities(z.clone(), weight, vocab_first, rows)[0] if normalize
+                 else _mm(z, m, _compute_dtype(z)))
             result.final_energy = embedded_energy(e.view(B, n, -1), landscapes[-1])
     return result
 
