@@ -1,4 +1,4 @@
-"""The LightningModule that trains and evaluates every model: data, optimisation, logging (spec 1.6)."""
+"""The LightningModule that trains and evaluates every model: data, optimisation, logging (docs/method.md §10.4)."""
 import contextlib
 import gc
 import json
@@ -85,7 +85,7 @@ class TokenWeightedLoss(torchmetrics.Metric):
     """Per-thinking-step loss and energy averaged over all target tokens of an epoch (not per batch).
 
     exp of this mean is the true perplexity; the published mean of per-batch exp(loss) overstates it
-    (spec 11.5). Sums are all-reduced across DDP ranks.
+    (docs/method.md §12.2). Sums are all-reduced across DDP ranks.
     """
 
     def __init__(self, num_steps):
@@ -108,7 +108,7 @@ class TokenWeightedLoss(torchmetrics.Metric):
 
 
 class ImageQuality(torchmetrics.Metric):
-    """Pixel MSE on [0, 255] over all images of an epoch: PSNR of the mean MSE (as published, spec 5.6) and
+    """Pixel MSE on [0, 255] over all images of an epoch: PSNR of the mean MSE (as published, docs/method.md §7.5) and
     the mean of per-image PSNRs."""
 
     def __init__(self):
@@ -349,7 +349,7 @@ class ModelTrainer(L.LightningModule):
         self.test_metric.update(self._forward(batch, "test", batch_idx))
 
     def denoising_step(self, batch, batch_idx):
-        """Denoise the test images at --denoise_images_noise_level (spec 5.6); save the first batch's grid."""
+        """Denoise test images at --denoise_images_noise_level (docs/method.md §7.5); save the first batch's grid."""
         with self.seeded("test", batch_idx):
             out = denoise_batch(self.model, batch["image"], self.hparams.denoise_images_noise_level, self.inference)
         self.test_metric.update(out)
@@ -364,7 +364,7 @@ class ModelTrainer(L.LightningModule):
 
     def rollout_step(self, batch, batch_idx):
         """--infer_generate_video: condition on the first frames, predict the rest one at a time (cached), score
-        them against the true features and save real-vs-predicted strips (spec 6.4)."""
+        them against the true features and save real-vs-predicted strips (docs/method.md §8.4)."""
         hp = self.hparams
         features = frame_features(batch, self.model.encoders)
         k, total = hp.infer_video_condition_frames, hp.infer_max_gen_len

@@ -1,4 +1,5 @@
-"""Train an EBT or a Transformer++ (spec 1.1). `python train_model.py` runs the offline CPU quickstart."""
+"""Train or evaluate an EBT, a Transformer++ or a DiT (docs/method.md); `bash job_scripts/quickstart.sh` runs the
+offline CPU quickstart."""
 import json
 import os
 import random
@@ -285,8 +286,7 @@ def run(argv=None):
         limit_train_batches=args.limit_train_batches, limit_val_batches=args.limit_val_batches,
         limit_test_batches=args.limit_test_batches,
         overfit_batches=args.overfit_batches, val_check_interval=val_check,
-        check_val_every_n_epoch=args.check_val_every_n_epoch if val_check is None or args.check_val_every_n_epoch
-        else None,
+        check_val_every_n_epoch=args.check_val_every_n_epoch,
         gradient_clip_val=args.gradient_clip_val if args.gradient_clip_val > 0 else None,
         accumulate_grad_batches=args.accumulate_grad_batches, deterministic=args.deterministic,
         profiler=args.profiler, log_every_n_steps=args.log_every_n_steps, detect_anomaly=args.detect_anomaly,

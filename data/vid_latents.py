@@ -1,6 +1,6 @@
 """Latent pre-encoding of video datasets: run the frozen frame encoder once, train on the stored features.
 
-The published code encodes every clip with the VAE / DINOv2 at every step (spec 6.3, 11.4); a store made here
+The published code encodes every clip with the VAE / DINOv2 at every step (docs/method.md §9.5); a store made here
 replaces that work with a read. Layout of `out_dir`:
 
     index.json          {"format", "encoder", "feature_dim", "num_frames", "num_items", "shard_size", "dtype",

@@ -1,7 +1,7 @@
 """The shortest program that trains our EBT (or Transformer++) on text: a plain PyTorch loop.
 
 No Lightning, no schedule, no checkpoints: just the models of model/, the bundled Shakespeare corpus and
-AdamW with the step size alpha in its own parameter group (the one detail that matters; spec 2.12).
+AdamW with the step size alpha in its own parameter group (the one detail that matters; docs/method.md §11.5).
 Like the published example, it does not reproduce the paper's results: use train_model.py for that.
 
     python example_code/minimal_nlp_training_loop.py                   # the EBT, ~1 minute on 2 CPU cores

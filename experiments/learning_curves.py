@@ -28,8 +28,8 @@ from experiments.common import newest_run, run_commands  # noqa: E402
 
 MODELS = {"EBT": "ebt", "Transformer++": "baseline_transformer"}
 PAPER_RELATIVE_DATA_SCALING = 35.98  # percent higher scaling rate of the EBT in data (paper, Fig. 4)
-SMOKE_MODEL = ["--override_embedding_dim", "32", "--context_length", "16", "--mcmc_step_size", "5",
-               "--limit_val_batches", "2"]
+QUICKSTART = "job_scripts/quickstart.sh"  # the recipe of both models; MODEL_NAME picks one
+SMOKE_MODEL = ["--override_embedding_dim", "32", "--context_length", "16", "--limit_val_batches", "2"]
 
 
 def read_curve(run_dir):
@@ -58,9 +58,9 @@ def train_command(label, steps, seed, log_dir, smoke):
     """train_model.py for one finished run of `steps` optimizer steps."""
     schedule = ["--max_steps", str(steps), "--warm_up_steps", str(max(1, steps // 10)),
                 "--val_check_interval", str(min(steps, 100)), "--seed", str(seed)]
-    return [sys.executable, "train_model.py", "--model_name", MODELS[label], "--run_name", run_name(label, steps, seed),
-            "--log_dir", log_dir, "--no_wandb", "--log_every_n_steps", "1" if smoke else "10", *schedule,
-            *(SMOKE_MODEL if smoke else [])]
+    smoke_flags = SMOKE_MODEL + (["--mcmc_step_size", "5"] if MODELS[label] == "ebt" else []) if smoke else []
+    return ["env", f"MODEL_NAME={MODELS[label]}", "bash", QUICKSTART, "--run_name", run_name(label, steps, seed),
+            "--log_dir", log_dir, "--no_wandb", "--log_every_n_steps", "1" if smoke else "10", *schedule, *smoke_flags]
 
 
 def fit_power_law(tokens, losses):

@@ -32,15 +32,14 @@ from experiments.common import finished_run, newest_run, run_commands  # noqa: E
 from model.config import InferenceConfig  # noqa: E402
 
 S2_RECIPE = "job_scripts/nlp/pretrain/ebt_s2_tiny_cpu.sh"
-# the recipe's data and schedule, for the Transformer++ (its own default learning rate)
-TRANSFORMER_FLAGS = ["--model_name", "baseline_transformer", "--model_size", "4xs", "--tokenizer", "byte",
-                     "--dataset_name", "shakespeare", "--context_length", "64", "--batch_size_per_device", "32",
-                     "--max_steps", "600", "--warm_up_steps", "60", "--val_check_interval", "200"]
+# the Transformer++ of the quickstart recipe (same data, size and learning rate) on the S2 recipe's schedule
+TRANSFORMER = ["env", "MODEL_NAME=baseline_transformer", "bash", "job_scripts/quickstart.sh"]
+TRANSFORMER_FLAGS = ["--max_steps", "600", "--warm_up_steps", "60", "--val_check_interval", "200"]
 MODELS = {  # label -> run name, command, extra flags
     "EBT (S2)": ("ebt_s2", ["bash", S2_RECIPE], []),
     "EBT (S2, no random step size)": ("ebt_s2_fixed_step_size", ["bash", S2_RECIPE],
                                       ["--randomize_mcmc_step_size_scale", "1"]),
-    "Transformer++": ("baseline_transformer", [sys.executable, "train_model.py"], TRANSFORMER_FLAGS),
+    "Transformer++": ("baseline_transformer", TRANSFORMER, TRANSFORMER_FLAGS),
 }
 SMOKE_FLAGS = ["--max_steps", "3", "--warm_up_steps", "1", "--val_check_interval", "3", "--limit_val_batches", "1",
                "--override_embedding_dim", "32", "--context_length", "16", "--batch_size_per_device", "4"]

@@ -1,4 +1,4 @@
-"""Autoregressive EBT trunk: per-position energies E_i(observed_<=i, prediction_i) (spec 2.3-2.5).
+"""Autoregressive EBT trunk: per-position energies E_i(observed_<=i, prediction_i) (docs/method.md §3.2-3.4).
 
 The sequence is [observed; predictions], with one extra leading "time" token for ebt_type time_embed:
 

@@ -53,7 +53,7 @@ def ebt_attention_mask(num_observed, num_predictions, offset, device=None):
     """Boolean mask over [observed (S tokens); predictions (n tokens)] for the slow reference path.
 
     observed i -> observed j iff j <= i; prediction i -> observed j iff j <= i + offset; prediction i ->
-    prediction i only (spec 2.3, 2.4).
+    prediction i only (docs/method.md §3.2).
     """
     S, n = num_observed, num_predictions
     mask = torch.zeros(S + n, S + n, dtype=torch.bool, device=device)

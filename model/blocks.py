@@ -1,4 +1,4 @@
-"""Llama-style building blocks shared by the Transformer++ and the EBTs (spec 2.2).
+"""Llama-style building blocks shared by the Transformer++ and the EBTs (docs/method.md §3.1).
 
 RMSNorm -> rotary embedding -> attention projections -> SwiGLU -> pre-norm block (optionally adaLN
 modulated). The attention *kernel* is not chosen here: a block receives an `attend(q, k, v)` callable
@@ -107,7 +107,7 @@ class AttentionProjections(nn.Module):
 
 
 class SwiGLU(nn.Module):
-    """w2(silu(w1 x) * w3 x), w1|w3 fused; hidden width F = D unless ffn_dim_multiplier is given (spec 2.2)."""
+    """w2(silu(w1 x) * w3 x), w1|w3 fused; hidden F = D unless ffn_dim_multiplier is given (docs/method.md §3.1)."""
 
     def __init__(self, dim, hidden_dim, init_method="xavier", init_gain=1.0):
         super().__init__()
@@ -137,7 +137,7 @@ class Block(nn.Module):
         self.attention = AttentionProjections(dim, n_heads, init_method, init_gain)
         self.ffn_norm = RMSNorm(dim, norm_eps)
         self.feed_forward = SwiGLU(dim, hidden_dim, init_method, init_gain)
-        # adaLN: shift/scale/gate for attention and MLP from a condition vector (DiT style, spec 2.5)
+        # adaLN: shift/scale/gate for attention and MLP from a condition vector (DiT style, docs/method.md §3.4)
         self.adaln_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim)) if adaln else None
         if adaln_zero:
             nn.init.zeros_(self.adaln_modulation[1].weight)

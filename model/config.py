@@ -1,10 +1,14 @@
-"""Typed model configs and the model-size presets (spec 1.3).
+"""Typed model configs and the model-size presets (docs/method.md).
 
-Field names equal the published flag names, so a config is built from the hyperparameters that
-`train_model.py` produces (an argparse Namespace, or the dict stored in a checkpoint) with
-`Config.from_hparams(hp)`; fields missing from `hp` keep their defaults.
+A config lists what a model reads. Field names equal the flag names of `train_model.py`, and a field
+declared with `flag(name)` takes that flag's default from the command line's definition (utils/cli.py),
+so a config built in Python and a run from the command line start from the same values. A config is
+built from the hyperparameters `train_model.py` produces (an argparse Namespace, or the dict stored in a
+checkpoint) with `Config.from_hparams(hp)`; fields missing from `hp` keep their defaults. The checks of
+model options live here, in `__post_init__`; the command line runs them by building the config
+(`config_class`), so each is written once.
 """
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from model.nlp.vocab_step import fused_step_blocker
 
@@ -45,6 +49,21 @@ EBT_TYPES = ("default", "time_embed", "adaln", "adaln_zero")
 FUSED_VOCAB_LOSS_CHOICES = ("auto", "on", "off")
 
 
+def flag(name):
+    """A config field that is the command-line flag `name`, with the flag's default."""
+    def default():
+        from utils.cli import flag_default  # at build time: utils.cli imports this module
+
+        return flag_default(name)
+    return field(default_factory=default)
+
+
+def _modality_default(name, modality):
+    from utils.cli import MODALITY_DEFAULTS
+
+    return MODALITY_DEFAULTS[name][modality]
+
+
 def _get(hp, name):
     return hp.get(name) if isinstance(hp, dict) else getattr(hp, name, None)
 
@@ -61,136 +80,168 @@ class _FromHparams:
 @dataclass
 class TransformerConfig(_FromHparams):
     """The llama-style trunk shared by the Transformer++ and the autoregressive EBT."""
-    vocab_size: int = 258
-    context_length: int = 64
-    embedding_dim: int = 128
+    vocab_size: int = 258  # set from the tokenizer
+    context_length: int = flag("context_length")
+    embedding_dim: int = 128  # set from --model_size / --override_embedding_dim
     num_transformer_blocks: int = 2
     multiheaded_attention_heads: int = 2
-    ffn_dim_multiplier: float | None = None
-    weight_initialization_method: str = "xavier"
-    weight_initialization_gain: float = 1.0
+    ffn_dim_multiplier: float | None = flag("ffn_dim_multiplier")
+    weight_initialization_method: str = flag("weight_initialization_method")
+    weight_initialization_gain: float = flag("weight_initialization_gain")
     pad_token_id: int = -100  # ignored by the loss
     # the vocabulary side of the loss (model/nlp/vocab_step.py): "auto" = fused where it applies
-    fused_vocab_loss: str = "auto"
-    vocab_chunk_mb: float | None = None  # size of its chunked (rows, V) buffers; None: the device's default
+    fused_vocab_loss: str = flag("fused_vocab_loss")
+    vocab_chunk_mb: float | None = flag("vocab_chunk_mb")  # its chunked (rows, V) buffers; None: the device's
 
     def __post_init__(self):
         if self.fused_vocab_loss not in FUSED_VOCAB_LOSS_CHOICES:
-            raise ValueError(f"fused_vocab_loss {self.fused_vocab_loss!r} must be one of {FUSED_VOCAB_LOSS_CHOICES}")
+            raise ValueError(f"--fused_vocab_loss {self.fused_vocab_loss!r} must be one of {FUSED_VOCAB_LOSS_CHOICES}")
         if self.vocab_chunk_mb is not None and not self.vocab_chunk_mb > 0:
-            raise ValueError(f"vocab_chunk_mb {self.vocab_chunk_mb} must be positive (MB per chunked buffer)")
-        if self.embedding_dim % self.multiheaded_attention_heads:
-            raise ValueError(f"embedding_dim {self.embedding_dim} is not divisible by "
-                             f"multiheaded_attention_heads {self.multiheaded_attention_heads}")
+            raise ValueError(f"--vocab_chunk_mb {self.vocab_chunk_mb:g} must be positive (MB per chunked buffer, "
+                             f"e.g. 64)")
+        if self.context_length < 2:
+            raise ValueError(f"--context_length {self.context_length} is too short: give the tokens (frames) a row "
+                             f"reads, at least 2 (the paper: 256 tokens, 16 frames)")
+        _check_heads(self.embedding_dim, self.multiheaded_attention_heads)
         if (self.embedding_dim // self.multiheaded_attention_heads) % 2:
-            raise ValueError("the head dimension (embedding_dim / heads) must be even for rotary embeddings")
+            raise ValueError(f"the head width (width {self.embedding_dim} / {self.multiheaded_attention_heads} heads) "
+                             f"must be even for rotary embeddings; change --multiheaded_attention_heads")
+
+
+def _check_heads(width, heads):
+    if width % heads:
+        raise ValueError(f"--multiheaded_attention_heads {heads} does not divide the width {width}; pick a divisor "
+                         f"or change --override_embedding_dim")
 
 
 @dataclass
 class ThinkingConfig(_FromHparams):
-    """The thinking options every EBT shares, text or image (spec 2.6, 2.9, 2.10, 5.3)."""
-    mcmc_num_steps: int = 2
-    mcmc_step_size: float = 500.0
-    mcmc_step_size_learnable: bool = True
+    """The thinking options every EBT shares, text, image or video (docs/method.md)."""
+    mcmc_num_steps: int = flag("mcmc_num_steps")
+    mcmc_step_size: float = flag("mcmc_step_size")
+    mcmc_step_size_learnable: bool = flag("mcmc_step_size_learnable")
     # System 2 training
-    randomize_mcmc_step_size_scale: float = 1.0
-    randomize_mcmc_num_steps: int = 0
-    randomize_mcmc_num_steps_min: int = 0
-    randomize_mcmc_num_steps_final_landscape: bool = False
-    langevin_dynamics_noise: float = 0.0
-    langevin_dynamics_noise_learnable: bool = False
-    no_langevin_during_eval: bool = False
-    no_mcmc_detach: bool = False
-    truncate_mcmc: bool = False
-    clamp_futures_grad: bool = False
-    clamp_futures_grad_max_change: float = 9.0
-    clamp_max_after_warm_up: float = 0.0
-    absolute_clamp: float = 0.0
+    randomize_mcmc_step_size_scale: float = flag("randomize_mcmc_step_size_scale")
+    randomize_mcmc_num_steps: int = flag("randomize_mcmc_num_steps")
+    randomize_mcmc_num_steps_min: int = flag("randomize_mcmc_num_steps_min")
+    randomize_mcmc_num_steps_final_landscape: bool = flag("randomize_mcmc_num_steps_final_landscape")
+    langevin_dynamics_noise: float = flag("langevin_dynamics_noise")
+    langevin_dynamics_noise_learnable: bool = flag("langevin_dynamics_noise_learnable")
+    no_langevin_during_eval: bool = flag("no_langevin_during_eval")
+    no_mcmc_detach: bool = flag("no_mcmc_detach")
+    truncate_mcmc: bool = flag("truncate_mcmc")
+    clamp_futures_grad: bool = flag("clamp_futures_grad")
+    clamp_futures_grad_max_change: float = flag("clamp_futures_grad_max_change")
+    clamp_max_after_warm_up: float = flag("clamp_max_after_warm_up")
+    absolute_clamp: float = flag("absolute_clamp")
 
     def __post_init__(self):
         if self.mcmc_num_steps < 1:
-            raise ValueError("mcmc_num_steps must be at least 1")
+            raise ValueError("--mcmc_num_steps must be at least 1")
+        if not self.mcmc_step_size > 0:
+            raise ValueError(f"--mcmc_step_size {self.mcmc_step_size:g} must be positive")
         if self.randomize_mcmc_step_size_scale < 1:
-            raise ValueError("randomize_mcmc_step_size_scale must be >= 1 (alpha is drawn from [alpha/s, alpha*s])")
-        if self.randomize_mcmc_num_steps_min > self.randomize_mcmc_num_steps + 1:
-            raise ValueError("randomize_mcmc_num_steps_min must be at most randomize_mcmc_num_steps + 1")
+            raise ValueError("--randomize_mcmc_step_size_scale must be >= 1 (alpha is drawn from [alpha/s, alpha*s])")
+        if self.randomize_mcmc_num_steps < 0 or self.randomize_mcmc_num_steps_min > self.randomize_mcmc_num_steps + 1:
+            raise ValueError("--randomize_mcmc_num_steps must be >= 0 and --randomize_mcmc_num_steps_min at most "
+                             "--randomize_mcmc_num_steps + 1")
+        if self.langevin_dynamics_noise < 0:
+            raise ValueError("--langevin_dynamics_noise is a standard deviation: use a value >= 0")
+        if self.langevin_dynamics_noise_learnable and not self.langevin_dynamics_noise:
+            raise ValueError("--langevin_dynamics_noise_learnable needs a starting --langevin_dynamics_noise > 0")
 
 
 @dataclass
 class EBTConfig(TransformerConfig, ThinkingConfig):
     """Autoregressive EBT for text: the trunk, the shared thinking options and the text-only ones."""
-    ebt_type: str = "time_embed"
-    normalize_initial_condition: bool = True
-    denoising_initial_condition: str = "random_noise"
-    gaussian_random_noise_scaling: float = 1.0
-    vocab_to_embed_uses_prob_dist: bool = False
-    ebt_attention: str = "fast"  # "fast" (cached observed stream) or "reference" (one masked attention)
-    activation_checkpointing: bool = False  # recompute prediction-stream blocks in the backward pass
-    # System 2 training, text only (spec 2.7-2.9)
-    contrastive_loss: bool = False
-    contrastive_loss_coeff: float = 0.0005
-    soften_target_prob_dist: float = 0.0
-    mcmc_replay_buffer: bool = False
-    mcmc_replay_buffer_size: int = 192
-    mcmc_replay_buffer_sample_bs_percent: float = 0.5
-    batch_size_per_device: int = 32  # sets how many replayed rows join a batch
+    ebt_type: str = flag("ebt_type")
+    normalize_initial_condition: bool = flag("normalize_initial_condition")
+    denoising_initial_condition: str = flag("denoising_initial_condition")
+    gaussian_random_noise_scaling: float = flag("gaussian_random_noise_scaling")
+    vocab_to_embed_uses_prob_dist: bool = flag("vocab_to_embed_uses_prob_dist")
+    ebt_attention: str = flag("ebt_attention")  # "fast" (cached observed stream) or "reference" (one masked attention)
+    activation_checkpointing: bool = flag("activation_checkpointing")  # recompute prediction-stream blocks
+    # System 2 training, text only
+    contrastive_loss: bool = flag("contrastive_loss")
+    contrastive_loss_coeff: float = flag("contrastive_loss_coeff")
+    soften_target_prob_dist: float = flag("soften_target_prob_dist")
+    mcmc_replay_buffer: bool = flag("mcmc_replay_buffer")
+    mcmc_replay_buffer_size: int = flag("mcmc_replay_buffer_size")
+    mcmc_replay_buffer_sample_bs_percent: float = flag("mcmc_replay_buffer_sample_bs_percent")
+    batch_size_per_device: int = flag("batch_size_per_device")  # sets how many replayed rows join a batch
 
     def __post_init__(self):
         TransformerConfig.__post_init__(self)
         ThinkingConfig.__post_init__(self)
-        if self.ebt_type not in EBT_TYPES:
-            raise ValueError(f"ebt_type {self.ebt_type!r} is not one of {EBT_TYPES}")
+        _check_ebt_type(self.ebt_type)
         if self.ebt_attention not in ("fast", "reference"):
-            raise ValueError(f"ebt_attention {self.ebt_attention!r} must be 'fast' or 'reference'")
+            raise ValueError(f"--ebt_attention {self.ebt_attention!r} must be fast or reference")
         if self.denoising_initial_condition not in ("random_noise", "zeros"):
-            raise ValueError("denoising_initial_condition must be random_noise or zeros for NLP")
+            raise ValueError(f"--denoising_initial_condition {self.denoising_initial_condition}: text starts from "
+                             f"random_noise or zeros (most_recent_embedding copies a video frame)")
         if self.vocab_to_embed_uses_prob_dist and not self.normalize_initial_condition:
-            raise ValueError("vocab_to_embed_uses_prob_dist needs normalize_initial_condition "
-                             "(the predicted distribution must be probabilities)")
+            raise ValueError("--vocab_to_embed_uses_prob_dist needs --normalize_initial_condition (the predicted "
+                             "distribution must be probabilities)")
+        if self.mcmc_replay_buffer and not 0 < self.mcmc_replay_buffer_sample_bs_percent <= 1:
+            raise ValueError("--mcmc_replay_buffer_sample_bs_percent is a fraction in (0, 1]")
+        if self.mcmc_replay_buffer and self.mcmc_replay_buffer_size < 1:
+            raise ValueError("--mcmc_replay_buffer_size must be at least 1")
+        if not 0 <= self.soften_target_prob_dist < 1:
+            raise ValueError("--soften_target_prob_dist is a label-smoothing fraction in [0, 1)")
         blocker = fused_step_blocker(self)
         if self.fused_vocab_loss == "on" and blocker:
-            raise ValueError(f"fused_vocab_loss 'on' cannot run: {blocker}; use 'auto' or 'off'")
+            raise ValueError(f"--fused_vocab_loss on cannot run: {blocker}; use auto (or off)")
 
     @property
     def uses_fused_vocab_step(self):
         return self.fused_vocab_loss != "off" and fused_step_blocker(self) is None
 
 
+def _check_ebt_type(ebt_type):
+    if ebt_type not in EBT_TYPES:
+        raise ValueError(f"--ebt_type {ebt_type!r} is not one of {', '.join(EBT_TYPES)}")
+
+
+def _square_side(image_dims):
+    """--image_dims as one side: images are square."""
+    if isinstance(image_dims, (list, tuple)):
+        if len(set(image_dims)) != 1:
+            raise ValueError(f"--image_dims {' '.join(map(str, image_dims))}: images are square; give one side")
+        return image_dims[0]
+    return image_dims
+
+
 @dataclass
 class ImageConfig(_FromHparams):
-    """Image denoising (spec 5.1-5.4): the DiT-style network, the noise level and the diffusion schedule."""
-    image_dims: int = 32  # square side in pixels
-    patch_size: int = 8
+    """Image denoising: the DiT-style network, the noise level and the diffusion schedule (docs/method.md)."""
+    image_dims: int = flag("image_dims")  # square side in pixels
+    patch_size: int = flag("patch_size")
     embedding_dim: int = 128
     num_transformer_blocks: int = 2
     multiheaded_attention_heads: int = 2
-    ffn_dim_multiplier: float | None = None  # MLP ratio; None means 1 (the published scripts pass 1)
+    ffn_dim_multiplier: float | None = flag("ffn_dim_multiplier")  # MLP ratio; None means 1 (the scripts pass 1)
     image_channels: int = 3  # 3 for pixels, 4 for VAE latents
-    denoise_images_noise_level: float = 0.1  # fraction of a standard 1000-step DDPM schedule
+    denoise_images_noise_level: float = flag("denoise_images_noise_level")  # fraction of a 1000-step DDPM schedule
     trained_noise_level: float | None = None  # the level the schedule was built for (set when training)
-    randomize_denoise_images_noise_level: bool = False
-    diffusion_steps: int = 100
-    # DiT denoising at test time (spec 5.6) and the sampler of its logged images
-    infer_increase_steps: int = 0  # start DDIM at this timestep instead of the noise level's
-    infer_recurse_diffusion_n_times: int = 0
-    use_deterministic_reverse: bool = False
+    randomize_denoise_images_noise_level: bool = flag("randomize_denoise_images_noise_level")
+    diffusion_steps: int = flag("diffusion_steps")
+    # DiT denoising at test time and the sampler of its logged images
+    infer_increase_steps: int = flag("infer_increase_steps")  # start DDIM at this timestep, not the noise level's
+    infer_recurse_diffusion_n_times: int = flag("infer_recurse_diffusion_n_times")
+    use_deterministic_reverse: bool = flag("use_deterministic_reverse")
 
     def __post_init__(self):
-        if isinstance(self.image_dims, (list, tuple)):
-            if len(set(self.image_dims)) != 1:
-                raise ValueError(f"image_dims {list(self.image_dims)} must be square")
-            self.image_dims = self.image_dims[0]
+        self.image_dims = _square_side(self.image_dims)
         if self.image_dims % self.patch_size:
-            raise ValueError(f"patch_size {self.patch_size} does not divide the image side {self.image_dims}")
-        if self.embedding_dim % self.multiheaded_attention_heads:
-            raise ValueError(f"embedding_dim {self.embedding_dim} is not divisible by "
-                             f"multiheaded_attention_heads {self.multiheaded_attention_heads}")
+            raise ValueError(f"--patch_size {self.patch_size} does not divide the image side {self.image_dims}")
+        _check_heads(self.embedding_dim, self.multiheaded_attention_heads)
         if not 0 < self.denoise_images_noise_level <= 1:
-            raise ValueError("denoise_images_noise_level must be in (0, 1]")
+            raise ValueError("--denoise_images_noise_level must be in (0, 1] (a fraction of the 1000-step schedule)")
         if self.trained_noise_level is None:
             self.trained_noise_level = self.denoise_images_noise_level
-        if int(self.diffusion_steps / self.trained_noise_level) < self.diffusion_steps:
-            raise ValueError("the noise level must be at most 1 (diffusion_steps / level steps in all)")
+        if self.diffusion_steps < 1 or self.infer_increase_steps < 0 or self.infer_recurse_diffusion_n_times < 0:
+            raise ValueError("--diffusion_steps >= 1, --infer_increase_steps >= 0 and "
+                             "--infer_recurse_diffusion_n_times >= 0, please")
 
     @property
     def mlp_ratio(self):
@@ -200,8 +251,6 @@ class ImageConfig(_FromHparams):
 @dataclass
 class ImageEBTConfig(ImageConfig, ThinkingConfig):
     """Bidirectional EBT denoiser: the image options plus the shared thinking options."""
-    mcmc_num_steps: int = 1
-    mcmc_step_size: float = 3000.0
 
     def __post_init__(self):
         ImageConfig.__post_init__(self)
@@ -210,35 +259,29 @@ class ImageEBTConfig(ImageConfig, ThinkingConfig):
 
 @dataclass
 class TextToImageConfig(_FromHparams):
-    """Text-to-image (spec 5.5): a network over frozen SD-VAE latents, conditioned on a frozen CLIP caption
-    embedding. Defaults are the published t2i setup (256x256 images, patch 2 on the 32x32 latent grid)."""
-    image_dims: int = 256  # square side in pixels; the network sees latents of side image_dims / 8
-    patch_size: int = 2  # on the latent grid
+    """Text-to-image: a network over frozen SD-VAE latents, conditioned on a frozen CLIP caption embedding
+    (docs/method.md). The network sees latents of side image_dims / 8."""
+    image_dims: int = flag("image_dims")  # square side in pixels
+    patch_size: int = flag("patch_size")  # on the latent grid
     embedding_dim: int = 128
     num_transformer_blocks: int = 2
     multiheaded_attention_heads: int = 2
-    ffn_dim_multiplier: float | None = None  # MLP ratio; None means 1
-    clip_text_encoder_size: str = "base"  # small/base/large/xl (model/img/encoders.py), a hub name or a local dir
-    vae_path: str = "stabilityai/sd-vae-ft-ema"  # the published frozen VAE; a hub name or a local dir
-    diffusion_steps: int = 1000  # DiT: the whole schedule, t ~ U{0..diffusion_steps-1}
-    use_deterministic_reverse: bool = False  # DiT sampling: DDIM (eta 0) instead of ancestral
+    ffn_dim_multiplier: float | None = flag("ffn_dim_multiplier")  # MLP ratio; None means 1
+    clip_text_encoder_size: str = flag("clip_text_encoder_size")  # small/base/large/xl, a hub name or a local dir
+    vae_path: str = field(default_factory=lambda: _modality_default("vae_path", "IMG"))
+    use_rand_caption: bool = flag("use_rand_caption")
+    diffusion_steps: int = flag("diffusion_steps")  # DiT: the whole schedule, t ~ U{0..diffusion_steps-1}
+    use_deterministic_reverse: bool = flag("use_deterministic_reverse")  # DiT sampling: DDIM instead of ancestral
 
     def __post_init__(self):
-        if isinstance(self.image_dims, (list, tuple)):
-            if len(set(self.image_dims)) != 1:
-                raise ValueError(f"image_dims {list(self.image_dims)} must be square")
-            self.image_dims = self.image_dims[0]
-        if self.image_dims % 8:
-            raise ValueError(f"image_dims {self.image_dims} is not divisible by 8: text-to-image works on VAE "
-                             f"latents of side image_dims / 8")
-        if self.latent_size % self.patch_size:
-            raise ValueError(f"patch_size {self.patch_size} does not divide the latent side {self.latent_size} "
-                             f"(image_dims {self.image_dims} / 8)")
-        if self.embedding_dim % self.multiheaded_attention_heads:
-            raise ValueError(f"embedding_dim {self.embedding_dim} is not divisible by "
-                             f"multiheaded_attention_heads {self.multiheaded_attention_heads}")
+        self.image_dims = _square_side(self.image_dims)
+        if self.image_dims % 8 or self.latent_size % self.patch_size:
+            raise ValueError(f"--image_task t2i works on VAE latents of side image_dims / 8: --image_dims must be a "
+                             f"multiple of 8 whose eighth ({self.image_dims / 8:g}) --patch_size {self.patch_size} "
+                             f"divides")
+        _check_heads(self.embedding_dim, self.multiheaded_attention_heads)
         if self.diffusion_steps <= 20:  # the linear schedule's last beta is 0.02 * 1000 / diffusion_steps
-            raise ValueError(f"diffusion_steps {self.diffusion_steps}: text-to-image diffuses over the whole "
+            raise ValueError(f"--diffusion_steps {self.diffusion_steps}: text-to-image diffuses over the whole "
                              f"schedule, which needs more than 20 steps (the last beta is 20 / diffusion_steps)")
 
     @property
@@ -252,68 +295,79 @@ class TextToImageConfig(_FromHparams):
 
 @dataclass
 class TextToImageEBTConfig(TextToImageConfig, ThinkingConfig):
-    """Text-to-image EBT: thinks from random (or zero) latents; published S1 script: 2 steps, alpha 3000."""
-    mcmc_num_steps: int = 2
-    mcmc_step_size: float = 3000.0
-    denoising_initial_condition: str = "random_noise"  # or "zeros"
-    gaussian_random_noise_scaling: float = 1.0  # std of the random initial latents
-    mcmc_replay_buffer: bool = False  # not supported for images (as published)
+    """Text-to-image EBT: thinks from random (or zero) latents."""
+    denoising_initial_condition: str = flag("denoising_initial_condition")
+    gaussian_random_noise_scaling: float = flag("gaussian_random_noise_scaling")  # std of the random initial latents
 
     def __post_init__(self):
         TextToImageConfig.__post_init__(self)
         ThinkingConfig.__post_init__(self)
         if self.denoising_initial_condition not in ("random_noise", "zeros"):
-            raise ValueError(f"denoising_initial_condition {self.denoising_initial_condition!r}: text-to-image "
+            raise ValueError(f"--denoising_initial_condition {self.denoising_initial_condition}: text-to-image "
                              f"starts from random_noise or zeros")
-        if self.mcmc_replay_buffer:
-            raise NotImplementedError("mcmc_replay_buffer is not supported for text-to-image (nor in the published "
-                                      "code); drop --mcmc_replay_buffer")
 
 
 @dataclass
 class VideoConfig(TransformerConfig):
-    """Next-frame prediction in a frozen encoder's feature space (spec 6.1, 6.2): the causal trunk sees
+    """Next-frame prediction in a frozen encoder's feature space (docs/method.md): the causal trunk sees
     frame features down-projected to its width; predictions live in the feature space."""
     feature_dim: int = 3136  # the encoder's per-frame feature size (SD-VAE latents of 224x224 frames)
-    weight_tie_vae_proj: bool = False  # Transformer++: the up-projection is the down-projection transposed
+    weight_tie_vae_proj: bool = flag("weight_tie_vae_proj")  # Transformer++: up-projection = down-projection^T
 
 
 @dataclass
 class VideoEBTConfig(VideoConfig, ThinkingConfig):
     """Autoregressive EBT over frame features: the trunk options of text (ebt_type, ...) and the thinking."""
-    ebt_type: str = "time_embed"
-    denoising_initial_condition: str = "random_noise"  # random_noise | zeros | most_recent_embedding
-    gaussian_random_noise_scaling: float = 1.0
-    mcmc_step_size: float = 30000.0
-    activation_checkpointing: bool = False
+    ebt_type: str = flag("ebt_type")
+    denoising_initial_condition: str = flag("denoising_initial_condition")  # or zeros, most_recent_embedding
+    gaussian_random_noise_scaling: float = flag("gaussian_random_noise_scaling")
+    activation_checkpointing: bool = flag("activation_checkpointing")
 
     def __post_init__(self):
         VideoConfig.__post_init__(self)
         ThinkingConfig.__post_init__(self)
-        if self.ebt_type not in EBT_TYPES:
-            raise ValueError(f"ebt_type {self.ebt_type!r} is not one of {EBT_TYPES}")
+        _check_ebt_type(self.ebt_type)
         if self.denoising_initial_condition not in ("random_noise", "zeros", "most_recent_embedding"):
-            raise ValueError("denoising_initial_condition must be random_noise, zeros or most_recent_embedding "
+            raise ValueError("--denoising_initial_condition must be random_noise, zeros or most_recent_embedding "
                              "for video")
 
 
 @dataclass
 class InferenceConfig(_FromHparams):
-    """System 2 thinking at test time (spec 4.1, 4.2); used with --infer_ebt_advanced."""
-    infer_ebt_num_steps: int = 1
-    infer_ebt_override_alpha: float = 0.0  # 0: trained alpha; (0, 1): multiplier; >= 1: the value
-    infer_langevin_dynamics_noise: float = 0.0  # 0: the trained noise std
-    infer_langevin_first_step: bool = False
-    infer_generated_samples: int = 1
-    infer_energy_sampling_technique: str = "min"
-    infer_accept_lower_energies: bool = False
-    infer_steps_final_landscape: bool = False
-    infer_alpha_final_landscape: bool = False
+    """System 2 thinking at test time (docs/method.md); used with --infer_ebt_advanced."""
+    infer_ebt_num_steps: int = flag("infer_ebt_num_steps")
+    infer_ebt_override_alpha: float = flag("infer_ebt_override_alpha")  # 0: trained; (0, 1): multiplier; >= 1: value
+    infer_langevin_dynamics_noise: float = flag("infer_langevin_dynamics_noise")  # 0: the trained noise std
+    infer_langevin_first_step: bool = flag("infer_langevin_first_step")
+    infer_generated_samples: int = flag("infer_generated_samples")
+    infer_energy_sampling_technique: str = flag("infer_energy_sampling_technique")
+    infer_accept_lower_energies: bool = flag("infer_accept_lower_energies")
+    infer_steps_final_landscape: bool = flag("infer_steps_final_landscape")
+    infer_alpha_final_landscape: bool = flag("infer_alpha_final_landscape")
 
     def __post_init__(self):
         if self.infer_ebt_num_steps < 1 or self.infer_generated_samples < 1:
-            raise ValueError("infer_ebt_num_steps and infer_generated_samples must be at least 1")
+            raise ValueError("--infer_ebt_num_steps and --infer_generated_samples must be at least 1")
         if self.infer_ebt_override_alpha < 0:
-            raise ValueError("infer_ebt_override_alpha must be >= 0")
+            raise ValueError("--infer_ebt_override_alpha must be >= 0")
+        if self.infer_langevin_dynamics_noise < 0:
+            raise ValueError("--infer_langevin_dynamics_noise is a standard deviation: use a value >= 0")
         if self.infer_energy_sampling_technique not in ("min", "max", "max_gap"):
-            raise ValueError("infer_energy_sampling_technique must be min, max or max_gap")
+            raise ValueError("--infer_energy_sampling_technique must be min, max or max_gap")
+
+
+# The config of each (modality, image task, model): what that model reads.
+CONFIGS = {("NLP", "ebt"): EBTConfig, ("NLP", "baseline_transformer"): TransformerConfig,
+           ("IMG", "ebt"): ImageEBTConfig, ("IMG", "dit"): ImageConfig,
+           ("IMG-t2i", "ebt"): TextToImageEBTConfig, ("IMG-t2i", "dit"): TextToImageConfig,
+           ("VID", "ebt"): VideoEBTConfig, ("VID", "baseline_transformer"): VideoConfig}
+
+
+def config_class(hp):
+    """The config class of the model that the hyperparameters choose; ValueError for a model that does not exist."""
+    modality, model_name = _get(hp, "modality"), _get(hp, "model_name")
+    key = ("IMG-t2i" if modality == "IMG" and _get(hp, "image_task") == "t2i" else modality, model_name)
+    if key not in CONFIGS:
+        models = sorted(name for (task, name) in CONFIGS if task == key[0])
+        raise ValueError(f"--modality {modality} has no model {model_name}: use --model_name {' or '.join(models)}")
+    return CONFIGS[key]

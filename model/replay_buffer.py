@@ -1,4 +1,4 @@
-"""Replay buffer of System 2 training (spec 2.9): some rows continue thinking from where they stopped.
+"""Replay buffer of System 2 training (docs/method.md §4.5): some rows continue thinking from where they stopped.
 
 A preallocated ring of token rows and their final predicted logits, kept as module buffers: it lives on
 the model's device and is saved in, and restored from, checkpoints. Note the size at paper scale:
@@ -22,7 +22,7 @@ class CausalReplayBuffer(nn.Module):
         return int(min(self.count, self.capacity))
 
     def sample(self, fresh_rows):
-        """Append up to `sample_size` stored rows after the fresh ones (fresh rows first, spec 2.9).
+        """Append up to `sample_size` stored rows after the fresh ones (fresh rows first, docs/method.md §4.5).
 
         fresh_rows (B, C+1) -> (rows (B+R, C+1), stored logits (R, C, V) or None).
         """

@@ -9,7 +9,7 @@ position, or (B,) for whole-sample energies) and an initial state; the loop walk
         E = energy_fn(prediction, k(i))
         state_{i+1} = prediction - step_size * dE/dprediction
 
-With `normalize = softmax` this is the published NLP rule (spec 2.6): the gradient is taken with
+With `normalize = softmax` this is the published NLP rule (docs/method.md §2.3): the gradient is taken with
 respect to the *probabilities* and `p - alpha * dE/dp` becomes the next logits. That is the method as
 published, not a bug.
 
@@ -62,7 +62,7 @@ class ThinkingResult:
 
 def landscape_schedule(num_landscapes, randomize_num_steps=0, min_num_steps=0, final_landscape_only=False,
                        training=False):
-    """Energy-landscape index of every step (spec 2.6 step 5).
+    """Energy-landscape index of every step (docs/method.md §2.4).
 
     Without randomisation: one step per landscape, [0, 1, ..., L-1]. With randomize_num_steps = R > 0,
     training repeats each landscape k ~ U{max(min_num_steps, 1), ..., R+1} times (one draw per landscape,
@@ -108,7 +108,7 @@ def think(energy_fn, initial_state, step_size, landscapes, *, create_graph, norm
     truncate: build the second-order graph on the last step only (System 2's truncate_mcmc).
     langevin_std: Langevin noise added to the state before every step (System 2).
     grad_clamp / state_clamp: clamp the energy gradient / the new state to +-value.
-    accept_lower_energies: keep a step's proposal only where it lowers the energy (test time, spec 4.2).
+    accept_lower_energies: keep a step's proposal only where it lowers the energy (test time, docs/method.md §5.3).
     evaluate_final_energy: also evaluate (without graph) the energy of the final prediction on the last
     landscape, to see whether thinking lowered it; one extra forward.
     """
@@ -168,7 +168,7 @@ class EnergyMinimizer(nn.Module):
 
     A subclass supplies the energy function and the initial guess; `landscape_conditioned` says whether
     the network sees the landscape index (the text EBT's time_embed/adaln types), which decides what
-    --infer_ebt_num_steps repeats (spec 4.1).
+    --infer_ebt_num_steps repeats (docs/method.md §5.1).
     """
 
     landscape_conditioned = False
@@ -177,7 +177,7 @@ class EnergyMinimizer(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.alpha = nn.Parameter(torch.tensor(float(cfg.mcmc_step_size)), requires_grad=cfg.mcmc_step_size_learnable)
-        # learnable only after warm-up, if asked (spec 2.10)
+        # learnable only after warm-up, if asked (docs/method.md §2.8)
         self.langevin_dynamics_noise_std = nn.Parameter(torch.tensor(float(cfg.langevin_dynamics_noise)),
                                                         requires_grad=False)
         self.grad_clamp_max_change = cfg.clamp_futures_grad_max_change
@@ -188,7 +188,7 @@ class EnergyMinimizer(nn.Module):
         return len(landscape_schedule(c.mcmc_num_steps, c.randomize_mcmc_num_steps, training=False))
 
     def warm_up_finished(self):
-        """Called once when the LR warm-up ends (spec 2.10)."""
+        """Called once when the LR warm-up ends (docs/method.md §2.8)."""
         if self.cfg.clamp_max_after_warm_up:
             self.grad_clamp_max_change = self.cfg.clamp_max_after_warm_up
         if self.cfg.langevin_dynamics_noise_learnable:
@@ -235,7 +235,7 @@ class EnergyMinimizer(nn.Module):
     # -------------------------------------------------------------------------- System 2 at test time
 
     def inference_plan(self, icfg):
-        """(landscapes, step sizes, noise stds) per step for --infer_ebt_advanced (spec 4.1, 4.2)."""
+        """(landscapes, step sizes, noise stds) per step for --infer_ebt_advanced (docs/method.md §5.1)."""
         cfg, trained = self.cfg, self.alpha.detach()
         a = icfg.infer_ebt_override_alpha
         adjusted = trained * a if 0 < a < 1 else (torch.full_like(trained, a) if a >= 1 else trained)

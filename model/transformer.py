@@ -1,4 +1,4 @@
-"""Transformer++ trunk (spec 3): llama-style pre-norm blocks with standard causal attention."""
+"""Transformer++ trunk (docs/method.md §6): llama-style pre-norm blocks with standard causal attention."""
 import torch
 import torch.nn as nn
 

@@ -76,7 +76,7 @@ def test_energy_depends_only_on_own_prediction_and_past_observations(ebt_type):
 
 
 def test_update_rule_is_softmax_minus_alpha_times_gradient_wrt_probabilities():
-    """spec 2.6: z_next = softmax(z) - alpha * dE/dp at p = softmax(z), not z - alpha * dE/dz."""
+    """docs/method.md §2.3: z_next = softmax(z) - alpha * dE/dp at p = softmax(z), not z - alpha * dE/dz."""
     target = torch.randn(2, 3, 5)
     energy_fn = lambda p, landscape: ((p - target) ** 2).sum(-1) * (landscape + 1)
     z0 = torch.randn(2, 3, 5)
@@ -139,7 +139,7 @@ def test_evaluation_builds_no_second_order_graph_and_reports_the_energy_after_th
 
 
 def test_parameter_parity_with_transformer_plus_plus():
-    """spec 2.1: the EBT's V x D vocab_to_embed mirrors the baseline's D x V head; it adds the energy head
+    """docs/method.md §3.5: the EBT's V x D vocab_to_embed mirrors the baseline's D x V head; it adds the energy head
     (D) and, for time_embed, the step table (steps x D)."""
     ebt = EBT_NLP(dict(TINY, ebt_type="time_embed"))
     baseline = Baseline_Transformer_NLP(TINY)
@@ -154,7 +154,7 @@ def test_xxs_parameter_count_with_neox_vocabulary():
     with torch.device("meta"):
         ebt, baseline = EBT_NLP(dict(hp, ebt_type="time_embed")), Baseline_Transformer_NLP(hp)
     for model in (ebt, baseline):
-        assert 44.5e6 < sum(p.numel() for p in model.parameters()) < 45.0e6  # spec: ~44.8M
+        assert 44.5e6 < sum(p.numel() for p in model.parameters()) < 45.0e6  # docs/method.md §3.5: ~44.8M
 
 
 

@@ -143,7 +143,7 @@ def test_ebt_double_backward():
 
 
 def test_ebt_learns_through_second_order_terms_from_a_zero_energy():
-    """spec 5.2: with the zero head the first thinking step does nothing, yet the loss reaches the head."""
+    """docs/method.md §7.2: with the zero head the first thinking step does nothing, yet the loss reaches the head."""
     model = tiny_ebt()
     clean = torch.rand(2, 3, 8, 8) * 2 - 1
     noised = clean + 0.3 * torch.randn_like(clean)
@@ -216,7 +216,7 @@ def test_schedule_and_noise_levels():
     torch.testing.assert_close(scaled.betas, standard, rtol=0, atol=1e-15)
     assert gd.test_timestep(0.1, 1000) == 99 and gd.test_timestep(0.2, 1000) == 199
     sqrt_abar = scaled.sqrt_alphas_cumprod
-    assert abs(sqrt_abar[99] - 0.95) < 0.01 and abs(sqrt_abar[199] - 0.81) < 0.01  # spec 5.1 rough numbers
+    assert abs(sqrt_abar[99] - 0.95) < 0.01 and abs(sqrt_abar[199] - 0.81) < 0.01  # docs/method.md §7.1
     assert abs(scaled.sqrt_one_minus_alphas_cumprod[99] - 0.32) < 0.01
     # trained at L = 0.2 with 100 steps: 500 steps with doubled betas; its last step ~ standard t = 199
     coarse = gd.diffusion_for_noise_level(100, 0.2)

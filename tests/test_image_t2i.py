@@ -288,10 +288,13 @@ def test_text_to_image_trains_from_the_command_line_on_a_local_coco_copy(vae_dir
     argv = ["--modality", "IMG", "--image_task", "t2i", "--model_name", model_name, "--dataset_name", "coco_tiny",
             "--dataset_dir", str(coco), "--vae_path", vae_dir, "--clip_text_encoder_size", clip_dir,
             "--image_dims", "32", "32", "--patch_size", "2", "--model_size", "4xs", "--override_embedding_dim", "32",
-            "--mcmc_num_steps", "2", "--mcmc_step_size", "100", "--diffusion_steps", "25", "--max_steps", "6",
+            "--diffusion_steps", "25", "--max_steps", "6",
             "--warm_up_steps", "2", "--batch_size_per_device", "4", "--validation_split_pct", "0.2",
-            "--val_check_interval", "6", "--limit_val_batches", "2", "--limit_test_batches", "2",
+            "--val_check_interval", "6", "--limit_val_batches", "2", "--limit_test_batches", "2", "--num_workers", "0",
             "--log_image_every_n_steps", "3", "--no_wandb", "--log_dir", str(tmp_path / "logs"), "--run_name", "t2i"]
+    if model_name == "ebt":
+        argv += ["--mcmc_num_steps", "2", "--mcmc_step_size", "100", "--mcmc_step_size_learnable",
+                 "--mcmc_step_size_lr_multiplier", "1500"]
     assert train_model.main(argv) == 0
     out = capsys.readouterr().out
     assert "text-to-image on VAE latents" in out and "test images (latent SmoothL1)" in out

@@ -15,17 +15,22 @@ from inference.img.generate_image import psnr
 from model.config import InferenceConfig
 from model.img.ebt_denoise import EBT_IMG_Denoise
 
-TINY = ["--modality", "IMG", "--dataset_name", "mnist", "--image_dims", "16", "16", "--patch_size", "4",
-        "--model_size", "4xs", "--override_embedding_dim", "32", "--mcmc_step_size", "300", "--mcmc_num_steps", "1",
+TINY = ["--modality", "IMG", "--image_task", "denoising", "--dataset_name", "mnist", "--image_dims", "16", "16",
+        "--patch_size", "4", "--denoise_images_noise_level", "0.1", "--diffusion_steps", "100",
+        "--model_size", "4xs", "--override_embedding_dim", "32",
         "--peak_learning_rate", "2e-3", "--max_steps", "40", "--warm_up_steps", "4", "--batch_size_per_device", "16",
-        "--val_check_interval", "40", "--limit_val_batches", "2", "--limit_test_batches", "2",
+        "--val_check_interval", "40", "--limit_val_batches", "2", "--limit_test_batches", "2", "--num_workers", "0",
+        "--validation_split_pct", "0.01", "--save_top_k_ckpts", "1",
         "--log_every_n_steps", "5", "--log_image_every_n_steps", "20", "--no_wandb"]
+THINKING = ["--mcmc_step_size", "300", "--mcmc_num_steps", "1", "--mcmc_step_size_learnable",
+            "--mcmc_step_size_lr_multiplier", "1500"]  # the EBT's
 
 
 def train(tmp_path, model_name, *extra):
     log_dir = tmp_path / model_name
-    assert train_model.main(TINY + ["--model_name", model_name, "--log_dir", str(log_dir), "--run_name", "r",
-                                    *extra]) == 0
+    thinking = THINKING if model_name == "ebt" else []
+    assert train_model.main(TINY + thinking + ["--model_name", model_name, "--log_dir", str(log_dir), "--run_name",
+                                               "r", *extra]) == 0
     (run_dir,) = glob.glob(str(log_dir / "r" / "*"))
     return run_dir
 
@@ -144,6 +149,7 @@ def test_wandb_offline_image_run_receives_the_picture_grids(tmp_path, monkeypatc
     argv[argv.index("--max_steps") + 1] = "10"
     argv[argv.index("--log_image_every_n_steps") + 1] = "5"
     argv[argv.index("--val_check_interval") + 1] = "10"
-    assert train_model.main(argv + ["--model_name", "ebt", "--log_dir", str(tmp_path), "--run_name", "w"]) == 0
+    assert train_model.main(argv + THINKING + ["--model_name", "ebt", "--log_dir", str(tmp_path), "--run_name",
+                                               "w"]) == 0
     media = glob.glob(str(tmp_path / "w" / "*" / "wandb" / "offline-run-*" / "files" / "media" / "images" / "*.png"))
     assert len(media) >= 3, media  # steps 5 and 10, and the test batch

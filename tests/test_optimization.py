@@ -1,4 +1,4 @@
-"""Parameter groups and the learning-rate schedule (spec 1.7, 1.8, fixed floor per group)."""
+"""Parameter groups and the learning-rate schedule (docs/method.md §10.2, §10.3; a floor per group: §12.1)."""
 import pytest
 import torch
 
@@ -43,7 +43,7 @@ def lrs_by_step(steps):
 def test_learning_rates_at_warm_up_start_peak_and_end():
     lrs = lrs_by_step(TOTAL + 20)
     alpha_peak = PEAK * MULT
-    assert lrs[0] == pytest.approx([alpha_peak / W, PEAK / W])  # first step already trains (spec 1.8)
+    assert lrs[0] == pytest.approx([alpha_peak / W, PEAK / W])  # first step already trains (docs/method.md §10.3)
     assert lrs[W - 1] == pytest.approx([alpha_peak, PEAK])
     assert lrs[W] < lrs[W - 1]  # cosine starts right after the peak
     # each group ends at its own peak / min_lr_scale (the published code sent alpha to PEAK / SCALE)

@@ -1,4 +1,4 @@
-"""System 2 training options: each changes what it should (spec 2.6-2.10, 12.5)."""
+"""System 2 training options: each changes what it should (docs/method.md §4, §13)."""
 import pytest
 import torch
 

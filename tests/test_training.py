@@ -5,19 +5,27 @@ import os
 
 import pytest
 import torch
+from job_script_argv import quickstart_argv
 
 import train_model
 from utils.checkpointing import atomic_torch_save
 
-TINY_RUN = ["--dataset_name", "text", "--override_embedding_dim", "32", "--override_transformer_blocks", "1",
-            "--multiheaded_attention_heads", "2", "--context_length", "32", "--batch_size_per_device", "8",
-            "--warm_up_steps", "5", "--log_every_n_steps", "1", "--no_wandb", "--validation_split_pct", "0.05"]
+# The quickstart recipe (job_scripts/quickstart.sh) shrunk to test size, on one play (the `corpus` fixture).
+TINY = ["--dataset_name", "text", "--override_embedding_dim", "32", "--override_transformer_blocks", "1",
+        "--multiheaded_attention_heads", "2", "--context_length", "32", "--batch_size_per_device", "8",
+        "--warm_up_steps", "5", "--log_every_n_steps", "1", "--no_wandb", "--validation_split_pct", "0.05"]
+
+
+def tiny_run(*extra):
+    """The tiny run of the model that `extra` names (--model_name, default ebt), with `extra` appended."""
+    model_name = extra[list(extra).index("--model_name") + 1] if "--model_name" in extra else "ebt"
+    return quickstart_argv(model_name) + TINY + list(extra)
 
 
 def run(tmp_path, corpus, *extra, name="run"):
     log_dir = tmp_path / "logs"
-    assert train_model.main(TINY_RUN + ["--dataset_dir", corpus, "--log_dir", str(log_dir), "--run_name", name,
-                                        *extra]) == 0
+    assert train_model.main(tiny_run("--dataset_dir", corpus, "--log_dir", str(log_dir), "--run_name", name,
+                                     *extra)) == 0
     (run_dir,) = glob.glob(str(log_dir / name / "*"))
     return run_dir
 
@@ -31,9 +39,9 @@ def read_metrics(run_dir):
 
 @pytest.mark.parametrize("model_name", ["ebt", "baseline_transformer"])
 def test_training_lowers_validation_loss_and_writes_its_files(tmp_path, corpus, model_name, capsys):
-    run_dir = run(tmp_path, corpus, "--model_name", model_name, "--mcmc_step_size", "5",
-                  "--mcmc_step_size_lr_multiplier", "15", "--max_steps", "80", "--val_check_interval", "20",
-                  "--peak_learning_rate", "0.01")
+    thinking = ["--mcmc_step_size", "5", "--mcmc_step_size_lr_multiplier", "15"] if model_name == "ebt" else []
+    run_dir = run(tmp_path, corpus, "--model_name", model_name, *thinking, "--max_steps", "80",
+                  "--val_check_interval", "20", "--peak_learning_rate", "0.01")
     valid = read_metrics(run_dir)("valid_loss")
     steps = sorted(valid)
     assert valid[steps[-1]] < valid[steps[0]] - 0.2, valid
@@ -49,7 +57,7 @@ def test_training_lowers_validation_loss_and_writes_its_files(tmp_path, corpus, 
     # cumulative tokens and training FLOPs, for curves against compute: linear in the step
     tokens, flops = read_metrics(run_dir)("train_tokens"), read_metrics(run_dir)("train_flops")
     assert tokens and set(tokens) == set(flops)
-    per_step = 8 * 32  # batch 8 rows of 32 predicted tokens (TINY_RUN)
+    per_step = 8 * 32  # batch 8 rows of 32 predicted tokens (TINY)
     assert sorted(tokens.values()) == [per_step * (i + 1) for i in range(len(tokens))]
     ratios = {round(flops[s] / tokens[s]) for s in tokens}
     assert len(ratios) == 1 and ratios.pop() > 0  # FLOPs per token is the model's constant estimate
@@ -105,7 +113,7 @@ def test_wandb_offline_run_logs_next_to_the_local_files(tmp_path, corpus, monkey
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     log_dir = tmp_path / "logs"
-    argv = [a for a in TINY_RUN if a != "--no_wandb"]
+    argv = [a for a in tiny_run() if a != "--no_wandb"]
     assert train_model.main(argv + ["--dataset_dir", corpus, "--log_dir", str(log_dir), "--max_steps", "6",
                                     "--val_check_interval", "3", "--wandb_watch", "--log_gradients"]) == 0
     (run_dir,) = glob.glob(str(log_dir / "quickstart" / "*"))
@@ -121,7 +129,7 @@ def test_two_process_ddp_run_on_cpu(tmp_path, corpus):
 
     log_dir = tmp_path / "logs"
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run([sys.executable, "train_model.py", *TINY_RUN, "--dataset_dir", corpus, "--log_dir",
+    result = subprocess.run([sys.executable, "train_model.py", *tiny_run(), "--dataset_dir", corpus, "--log_dir",
                              str(log_dir), "--num_cpu_processes", "2", "--max_steps", "6", "--val_check_interval", "3",
                              "--mcmc_step_size", "5", "--mcmc_step_size_lr_multiplier", "15"],
                             cwd=root, capture_output=True, text=True, timeout=300)
@@ -135,9 +143,7 @@ def test_two_process_ddp_run_on_cpu(tmp_path, corpus):
 
 def test_debug_dataloader_iterates_the_training_set_once_and_trains_nothing(tmp_path, corpus, capsys):
     log_dir = tmp_path / "logs"
-    assert train_model.main(["--debug_dataloader", "--dataset_name", "text", "--dataset_dir", corpus,
-                             "--context_length", "32", "--batch_size_per_device", "8",
-                             "--log_dir", str(log_dir)]) == 0
+    assert train_model.main(tiny_run("--debug_dataloader", "--dataset_dir", corpus, "--log_dir", str(log_dir))) == 0
     out = capsys.readouterr().out
     assert "text: " in out and " batches, " in out and "longest row 33 tokens" in out
     assert not log_dir.exists()
@@ -155,12 +161,14 @@ def test_debug_unused_parameters_names_parameters_without_gradients(tmp_path, co
     assert len(collections) == 3  # steps 2, 4, 6
 
 
-@pytest.mark.parametrize("modality, dataset, expected", [
-    ("IMG", "mnist", "mnist: 307 batches, 4900 samples of shape (3, 16, 16)"),
-    ("VID", "moving_mnist", "moving_mnist: 625 batches, 10000 samples of shape (8, 3, 16, 16)")])
-def test_debug_dataloader_for_images_and_video(tmp_path, capsys, modality, dataset, expected):
-    assert train_model.main(["--debug_dataloader", "--modality", modality, "--dataset_name", dataset,
-                             "--image_dims", "16", "16", "--patch_size", "4", "--context_length", "7",
-                             "--batch_size_per_device", "16", "--log_dir", str(tmp_path / "logs")]) == 0
+@pytest.mark.parametrize("modality, flags, expected", [
+    ("IMG", ["--dataset_name", "mnist", "--image_task", "denoising", "--patch_size", "4"],
+     "mnist: 307 batches, 4900 samples of shape (3, 16, 16)"),
+    ("VID", ["--dataset_name", "moving_mnist", "--backbone_type", "pixels", "--context_length", "7"],
+     "moving_mnist: 625 batches, 10000 samples of shape (8, 3, 16, 16)")])
+def test_debug_dataloader_for_images_and_video(tmp_path, capsys, modality, flags, expected):
+    assert train_model.main(["--debug_dataloader", "--modality", modality, *flags, "--image_dims", "16", "16",
+                             "--validation_split_pct", "0.01", "--num_workers", "0", "--batch_size_per_device", "16",
+                             "--log_dir", str(tmp_path / "logs")]) == 0
     assert expected in capsys.readouterr().out
     assert not (tmp_path / "logs").exists()

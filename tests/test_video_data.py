@@ -148,7 +148,7 @@ def layouts(tmp_path_factory):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# frame sampling (spec 6.3), every rule against hand-computed indices
+# frame sampling (docs/method.md §9.4), every rule against hand-computed indices
 
 def test_short_clip_is_evenly_spaced_with_repeats():
     # total = 4 < C = 8: floor(linspace(0, 4, 8)) = floor(0, .57, 1.14, 1.71, 2.29, 2.86, 3.43, 4)
@@ -299,7 +299,7 @@ def test_unreadable_files_raise_corrupt_video(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# frame transform and normalisations (spec 1.6)
+# frame transform and normalisations (docs/method.md §9.4)
 
 def test_normalizations_by_hand():
     x = torch.tensor([0.0, 0.5, 1.0]).view(3, 1, 1).expand(3, 2, 2)  # channels R=0, G=0.5, B=1

@@ -13,16 +13,20 @@ from data.vid_latents import LatentVideoDataset, pre_encode
 from model.vid.ebt import EBT_VID
 from model.vid.encoders import build_frame_encoder
 
-TINY = ["--modality", "VID", "--dataset_name", "moving_mnist", "--image_dims", "32", "32", "--pixel_pooling", "2",
-        "--context_length", "7", "--model_size", "4xs", "--override_embedding_dim", "32", "--mcmc_step_size", "10",
+TINY = ["--modality", "VID", "--dataset_name", "moving_mnist", "--backbone_type", "pixels", "--image_dims", "32",
+        "32", "--pixel_pooling", "2", "--context_length", "7", "--model_size", "4xs", "--override_embedding_dim", "32",
         "--max_steps", "12", "--warm_up_steps", "2", "--batch_size_per_device", "8", "--val_check_interval", "12",
-        "--limit_val_batches", "2", "--limit_test_batches", "2", "--log_every_n_steps", "3", "--no_wandb"]
+        "--limit_val_batches", "2", "--limit_test_batches", "2", "--log_every_n_steps", "3", "--num_workers", "0",
+        "--validation_split_pct", "0.01", "--save_top_k_ckpts", "1", "--no_wandb"]
+THINKING = ["--ebt_type", "time_embed", "--mcmc_step_size", "10", "--mcmc_step_size_learnable",
+            "--mcmc_step_size_lr_multiplier", "1500"]  # the EBT's
 
 
 def train(tmp_path, model_name, *extra):
     log_dir = tmp_path / model_name
-    assert train_model.main(TINY + ["--model_name", model_name, "--log_dir", str(log_dir), "--run_name", "r",
-                                    *extra]) == 0
+    thinking = THINKING if model_name == "ebt" else []
+    assert train_model.main(TINY + thinking + ["--model_name", model_name, "--log_dir", str(log_dir), "--run_name",
+                                               "r", *extra]) == 0
     (run_dir,) = glob.glob(str(log_dir / "r" / "*"))
     return run_dir
 

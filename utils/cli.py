@@ -1,31 +1,67 @@
-"""Command line of train_model.py: the published flag names (spec 12.4), grouped, each with help.
+"""Command line of train_model.py: the published flag names, grouped, each with help.
 
-Defaults are the offline CPU quickstart's (a tiny EBT on the bundled Shakespeare corpus); the
-paper's settings live in job_scripts/. Only implemented flags are accepted: an unknown flag, a
-published flag whose feature has not landed yet, or an impossible combination stops the run before
-any work, with one line that says what to change.
+Every default is the published code's (so a published job script means the same run here), except the
+few listed in README.md's differences; the offline CPU quickstart is a recipe of its own,
+job_scripts/quickstart.sh. Each flag's default lives here, in its definition; the model configs
+(model/config.py) take theirs from it and hold the checks of model options, which `validate` runs by
+building the chosen model's config. Unknown flags, impossible combinations and written flags the chosen
+modality and model do not read stop the run before any work, with one line that says what to change.
 """
 import argparse
+import functools
 import os
 import sys
+from dataclasses import fields
 
 from data.nlp.datasets import NLP_DATASETS
 from data.nlp.downstream import is_downstream
 from data.img.splits import DATASET_ALIASES, IMAGE_DATASETS
 from data.vid.splits import DATASET_ALIASES as VIDEO_ALIASES
 from data.vid.splits import VIDEO_DATASETS
-from model.config import EBT_TYPES, FUSED_VOCAB_LOSS_CHOICES, IMAGE_MODEL_SIZES, MODEL_SIZES, SUGGESTED_PEAK_LR
-from model.nlp.vocab_step import fused_step_blocker
+from model.config import (CONFIGS, EBT_TYPES, FUSED_VOCAB_LOSS_CHOICES, IMAGE_MODEL_SIZES, MODEL_SIZES,
+                          SUGGESTED_PEAK_LR, InferenceConfig, config_class)
 
-# Published flags whose features are not implemented yet, and where they will come from.
-# The bundled default data set of each modality (--dataset_name not given).
-DEFAULT_DATASET = {"NLP": "shakespeare", "IMG": "natural_images", "VID": "moving_mnist"}
-# The published frozen VAE of each task (--vae_path not given).
-DEFAULT_VAE = {"IMG": "stabilityai/sd-vae-ft-ema", "VID": "stabilityai/sd-vae-ft-mse"}
+# Defaults that depend on --modality, resolved here when the flag is not written. The published
+# --dataset_name default is ucf101 whatever the modality; text and image runs get their paper data set.
+MODALITY_DEFAULTS = {
+    "dataset_name": {"NLP": "pajama", "IMG": "coco_medium", "VID": "ucf101"},
+    "vae_path": {"NLP": None, "IMG": "stabilityai/sd-vae-ft-ema", "VID": "stabilityai/sd-vae-ft-mse"},
+}
+
+# Flags outside the model configs that only some runs read: flag -> (modalities, model names or None = all).
+# A model config's fields (model/config.py) are the options that model reads.
+_ALL = ("NLP", "IMG", "VID")
+RUN_FLAGS = {
+    **{name: (("NLP",), None) for name in ("tokenizer", "pretokenize_dataset", "infer_temp", "infer_topp",
+                                           "infer_topk", "infer_echo", "infer_output_dir")},
+    "infer_compile_decoding": (("NLP",), ("ebt",)),
+    "infer_max_gen_len": (("NLP", "VID"), None),
+    "image_task": (("IMG",), None),
+    "log_image_every_n_steps": (("IMG", "VID"), None),
+    **{name: (("VID",), None) for name in ("backbone_type", "vit_backbone_size", "pixel_pooling",
+                                           "sdxl_vae_standardization", "vae_normalization",
+                                           "custom_image_normalization", "time_between_frames", "sampling_rate",
+                                           "use_raw_framerate", "no_randomness_dataloader", "latents_dir",
+                                           "infer_video_condition_frames", "infer_generate_video", "image_dims",
+                                           "vae_path")},
+    "mcmc_step_size_lr_multiplier": (_ALL, ("ebt",)),
+    **{f.name: (_ALL, ("ebt",)) for f in fields(InferenceConfig)},
+    "infer_ebt_advanced": (_ALL, ("ebt",)),
+}
+# Config fields every run reads whatever its model (the batch size sizes the data loader).
+_READ_BY_EVERY_RUN = {"batch_size_per_device"}
 
 
 class UsageError(SystemExit):
     """A bad command line: printed as one line, exit status 2."""
+
+
+def boolean_value(text):
+    """A flag's written truth value, as the published scripts write it (True/False, also 1/0, yes/no)."""
+    value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not True or False")
+    return value
 
 
 class Parser(argparse.ArgumentParser):
@@ -37,11 +73,11 @@ def build_parser():
     p = Parser(description="Train an Energy-Based Transformer or a Transformer++ baseline.",
                formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
     g = p.add_argument_group("core")
-    g.add_argument("--run_name", default="quickstart", help="name of the run; logs go to <log_dir>/<run_name>/<time>/")
-    g.add_argument("--modality", default="NLP", choices=["NLP", "IMG", "VID"], help="data modality")
+    g.add_argument("--run_name", default="test", help="name of the run; logs go to <log_dir>/<run_name>/<time>/")
+    g.add_argument("--modality", default="VID", choices=["NLP", "IMG", "VID"], help="data modality")
     g.add_argument("--model_name", default="ebt", choices=["ebt", "baseline_transformer", "dit"],
                    help="ebt = Energy-Based Transformer; baseline_transformer = Transformer++ (Llama-style)")
-    g.add_argument("--model_size", default="4xs", choices=list(MODEL_SIZES) + list(IMAGE_MODEL_SIZES),
+    g.add_argument("--model_size", default="xxs", choices=list(MODEL_SIZES) + list(IMAGE_MODEL_SIZES),
                    metavar="{" + ",".join(MODEL_SIZES) + ",EBT-S/2,...,DiT-XL/16}",
                    help="preset (layers, heads, width) of spec 1.3, or an image preset in DiT's naming "
                         "(EBT|DiT)-(S|B|L|XL)/(2|4|8|16) that also sets --patch_size; --override_* flags win over it. "
@@ -50,18 +86,18 @@ def build_parser():
     g.add_argument("--is_random_seed", action="store_true", help="draw a random seed instead of --seed")
 
     g = p.add_argument_group("NLP")
-    g.add_argument("--tokenizer", default="byte",
+    g.add_argument("--tokenizer", default="EleutherAI/gpt-neox-20b",
                    help="byte (built in, 258 ids), neox (bundled GPT-NeoX-20B file), a Hugging Face name "
                         "such as EleutherAI/gpt-neox-20b, or a local tokenizer.json / directory")
     g.add_argument("--pretokenize_dataset", action="store_true",
                    help="pajama/fineweb: tokenize once and cache the result on disk")
-    g.add_argument("--normalize_initial_condition", action=argparse.BooleanOptionalAction, default=True,
+    g.add_argument("--normalize_initial_condition", action=argparse.BooleanOptionalAction, default=False,
                    help="softmax the predicted logits before the energy (the paper's setting)")
     g.add_argument("--vocab_to_embed_uses_prob_dist", action="store_true",
                    help="embed predictions as probs @ token embeddings (tied) instead of a V x D matrix")
 
     g = p.add_argument_group("images (--modality IMG)")
-    g.add_argument("--image_task", default="denoising", choices=["denoising", "t2i"],
+    g.add_argument("--image_task", default="t2i", choices=["denoising", "t2i"],
                    help="denoising: clean images from noisy ones (the paper's image experiments); t2i: text-to-image "
                         "on VAE latents conditioned on a CLIP caption embedding (coco_tiny / coco_medium)")
     g.add_argument("--clip_text_encoder_size", default="base",
@@ -72,15 +108,16 @@ def build_parser():
                         "local directory; default: the published stabilityai/sd-vae-ft-ema (t2i) / -ft-mse (video)")
     g.add_argument("--use_rand_caption", action="store_true",
                    help="t2i on coco_medium: a random caption of each image instead of the first")
-    g.add_argument("--image_dims", type=int, nargs=2, default=[32, 32], metavar=("H", "W"),
-                   help="image size (square); images are centre-cropped and resized to it")
+    g.add_argument("--image_dims", type=int, nargs="+", default=[224, 224], metavar="SIDE",
+                   help="frame / image size: H W, or one side for a square (images must be square); frames are "
+                        "centre-cropped and resized to it")
     g.add_argument("--patch_size", type=int, default=8, choices=[2, 4, 8, 16], help="side of a patch token")
-    g.add_argument("--denoise_images_noise_level", type=float, default=0.1,
+    g.add_argument("--denoise_images_noise_level", type=float, default=1.0,
                    help="noise level L: noise to the point a fraction L of the way through a 1000-step linear DDPM "
                         "schedule (0.1: std ~0.32). At test time, a different L tests unseen noise")
     g.add_argument("--randomize_denoise_images_noise_level", action="store_true",
                    help="train on t ~ U{0..diffusion_steps-1} instead of the noise level's t")
-    g.add_argument("--diffusion_steps", type=int, default=100,
+    g.add_argument("--diffusion_steps", type=int, default=1000,
                    help="steps up to the noise level; the schedule has diffusion_steps / L steps in all")
     g.add_argument("--use_deterministic_reverse", action="store_true",
                    help="DiT: DDIM (eta 0) instead of ancestral sampling for the images logged while training")
@@ -93,7 +130,7 @@ def build_parser():
                         "batches (0: never)")
 
     g = p.add_argument_group("video (--modality VID)")
-    g.add_argument("--backbone_type", default="pixels", choices=["pixels", "vae", "dinov2"],
+    g.add_argument("--backbone_type", default="dinov2", choices=["pixels", "vae", "dinov2"],
                    help="frozen frame encoder whose space the models predict in: pixels (no network, the offline "
                         "default), vae (SD-VAE latents), dinov2 (CLS feature)")
     g.add_argument("--vit_backbone_size", default="base", choices=["small", "base", "large", "giant"],
@@ -124,13 +161,13 @@ def build_parser():
                         "computed")
 
     g = p.add_argument_group("EBT thinking (System 1)")
-    g.add_argument("--ebt_type", default="time_embed", choices=EBT_TYPES,
+    g.add_argument("--ebt_type", default="default", choices=EBT_TYPES,
                    help="how the energy landscape index enters the transformer (spec 2.3-2.5)")
     g.add_argument("--mcmc_num_steps", type=int, default=2, help="thinking steps = energy landscapes")
-    g.add_argument("--mcmc_step_size", type=float, default=500.0, help="step size alpha of the gradient update")
-    g.add_argument("--mcmc_step_size_learnable", action=argparse.BooleanOptionalAction, default=True,
+    g.add_argument("--mcmc_step_size", type=float, default=60.0, help="step size alpha of the gradient update")
+    g.add_argument("--mcmc_step_size_learnable", action=argparse.BooleanOptionalAction, default=False,
                    help="learn alpha (in its own optimizer group)")
-    g.add_argument("--mcmc_step_size_lr_multiplier", type=float, default=1500.0,
+    g.add_argument("--mcmc_step_size_lr_multiplier", type=float, default=5000.0,
                    help="alpha's learning rate = peak lr x this (rule of thumb: 3 x alpha)")
     g.add_argument("--denoising_initial_condition", default="random_noise",
                    choices=["random_noise", "zeros", "most_recent_embedding"],
@@ -148,7 +185,7 @@ def build_parser():
                         "(B, n, V) autograd tensors (the Transformer++: its head and loss); auto = where it applies "
                         "(not with --no_mcmc_detach, --clamp_futures_grad, --absolute_clamp), off = plain autograd")
     g.add_argument("--vocab_chunk_mb", type=float, default=None,
-                   help="MB per chunked (rows, vocabulary) buffer of --fused_vocab_loss (default: 8 on CPU, "
+                   help="MB per chunked (rows, vocabulary) buffer of --fused_vocab_loss (default: 64 on CPU, "
                         "1024 on GPUs)")
 
     g = p.add_argument_group("EBT System 2 training (spec 2.6-2.10; job_scripts/nlp/pretrain/ebt_s2.sh)")
@@ -189,7 +226,7 @@ def build_parser():
     g = p.add_argument_group("evaluation and System 2 thinking at test time (spec 1.4, 4.1, 4.2)")
     g.add_argument("--only_test", action="store_true",
                    help="evaluate --only_test_model_ckpt on the test split instead of training")
-    g.add_argument("--only_test_model_ckpt", default="", help="checkpoint to evaluate (its hyperparameters are used)")
+    g.add_argument("--only_test_model_ckpt", default=None, help="checkpoint to evaluate (its hyperparameters are used)")
     g.add_argument("--limit_test_batches", type=float, default=1.0,
                    help="a fraction (up to 1 = all) or a number of test batches (2 or more)")
     g.add_argument("--infer_ebt_advanced", action="store_true",
@@ -216,8 +253,9 @@ def build_parser():
                    help="--execution_mode inference: most tokens generated per answer")
     g.add_argument("--infer_temp", type=float, default=0.6, help="sampling temperature (0 = greedy)")
     g.add_argument("--infer_topp", type=float, default=0.9, help="nucleus sampling mass")
-    g.add_argument("--infer_topk", type=int, default=0, help="sample among the k likeliest tokens (0 = all)")
-    g.add_argument("--infer_echo", action="store_true", help="write the prompt in front of each generation")
+    g.add_argument("--infer_topk", type=int, default=None, help="sample among the k likeliest tokens (none: all)")
+    g.add_argument("--infer_echo", type=boolean_value, nargs="?", const=True, default=False, metavar="True|False",
+                   help="write the prompt in front of each generation (a bare --infer_echo means True)")
     g.add_argument("--infer_compile_decoding", action="store_true",
                    help="EBT generation: torch.compile the cached per-token thinking step (several times faster "
                         "per token; compiling takes tens of seconds once per run)")
@@ -225,7 +263,7 @@ def build_parser():
                    help="folder of results.jsonl (default: the run folder)")
 
     g = p.add_argument_group("architecture")
-    g.add_argument("--context_length", type=int, default=64, help="tokens the model reads per row (C)")
+    g.add_argument("--context_length", type=int, default=0, help="tokens the model reads per row (C)")
     g.add_argument("--override_embedding_dim", type=int, default=0, help="width D (> 0 overrides the preset)")
     g.add_argument("--override_transformer_blocks", type=int, default=0, help="layers (> 0 overrides the preset)")
     g.add_argument("--multiheaded_attention_heads", type=int, default=0,
@@ -246,19 +284,19 @@ def build_parser():
     g = p.add_argument_group("training")
     g.add_argument("--execution_mode", default="pretrain", choices=["pretrain", "finetune", "inference"],
                    help="pretrain: loss on every token; finetune: on the answer tokens of a question/answer set")
-    g.add_argument("--finetuning_model_ckpt", default="", help="finetune: start from this checkpoint's weights")
-    g.add_argument("--batch_size_per_device", type=int, default=32, help="rows per device per micro-batch")
+    g.add_argument("--finetuning_model_ckpt", default=None, help="finetune: start from this checkpoint's weights")
+    g.add_argument("--batch_size_per_device", type=int, default=2, help="rows per device per micro-batch")
     g.add_argument("--accumulate_grad_batches", type=int, default=1, help="micro-batches per optimizer step")
     g.add_argument("--gradient_clip_val", type=float, default=1.0, help="global grad-norm clip (<= 0: off)")
-    g.add_argument("--max_steps", type=int, default=1000, help="optimizer steps to train")
+    g.add_argument("--max_steps", type=int, default=1000000, help="optimizer steps to train")
     g.add_argument("--deterministic", action="store_true", help="ask torch for deterministic kernels")
 
     g = p.add_argument_group("optimizer and schedule")
-    g.add_argument("--peak_learning_rate", type=float, default=0.0024, help="AdamW lr after warm-up")
+    g.add_argument("--peak_learning_rate", type=float, default=0.02, help="AdamW lr after warm-up")
     g.add_argument("--weight_decay", type=float, default=0.01, help="AdamW weight decay (not on alpha)")
     g.add_argument("--beta1", type=float, default=0.9, help="AdamW beta1")
     g.add_argument("--beta2", type=float, default=0.999, help="AdamW beta2")
-    g.add_argument("--warm_up_steps", type=int, default=100, help="linear warm-up steps")
+    g.add_argument("--warm_up_steps", type=int, default=10000, help="linear warm-up steps")
     g.add_argument("--max_scheduling_steps", type=int, default=-1,
                    help="length of warm-up + cosine decay (-1: --max_steps)")
     g.add_argument("--min_lr_scale", type=float, default=10, help="each group decays to its peak / this")
@@ -274,13 +312,16 @@ def build_parser():
                         "moving_mnist (default, bundled digits) | video_folder (--dataset_dir) | k400 | something "
                         "(ssv2) | ucf101 | aggregate")
     g.add_argument("--dataset_dir", default="", help="local data folder (text files, or a saved/HF cache copy)")
-    g.add_argument("--validation_split_pct", type=float, default=0.01, help="fraction of rows held out for validation")
-    g.add_argument("--num_workers", type=int, default=0, help="data-loader workers per device")
+    g.add_argument("--validation_split_pct", type=float, default=0.1, help="fraction of rows held out for validation")
+    g.add_argument("--num_workers", type=int, default=4, help="data-loader workers per device")
     g.add_argument("--prefetch_factor", type=int, default=None, help="batches prefetched per worker")
     g.add_argument("--no_shuffle", action="store_true", help="train in corpus order")
-    g.add_argument("--val_check_interval", type=float, default=200,
-                   help="validate every N optimizer steps (int) or fraction of an epoch (< 1)")
-    g.add_argument("--check_val_every_n_epoch", type=int, default=None, help="validate every N epochs instead")
+    g.add_argument("--val_check_interval", type=float, default=1.0,
+                   help="validate every N optimizer steps (a whole number > 1), or after this fraction of an "
+                        "epoch (<= 1; 1 = at each epoch's end)")
+    g.add_argument("--check_val_every_n_epoch", type=int, default=1,
+                   help="validate in every N-th epoch; a step count --val_check_interval counts across epochs "
+                        "unless this flag is written")
     g.add_argument("--limit_train_batches", type=float, default=1.0,
                    help="a fraction (up to 1 = all) or a number of train batches (2 or more)")
     g.add_argument("--limit_val_batches", type=float, default=1.0,
@@ -299,7 +340,7 @@ def build_parser():
     g = p.add_argument_group("logging")
     g.add_argument("--log_dir", default="logs", help="root folder of runs (metrics.csv, plot, checkpoints)")
     g.add_argument("--console_log_filename", default="console.log", help="copy of the terminal in the run folder")
-    g.add_argument("--log_every_n_steps", type=int, default=10, help="steps between logged training metrics")
+    g.add_argument("--log_every_n_steps", type=int, default=50, help="steps between logged training metrics")
     g.add_argument("--log_model_archi", action="store_true", help="print the model and a layer summary")
     g.add_argument("--log_gradients", action="store_true",
                    help="log the mean per-tensor gradient norm and the percent of gradient elements beyond "
@@ -309,7 +350,7 @@ def build_parser():
     g.add_argument("--resume_training_ckpt", default="", help="checkpoint to continue training from")
     g.add_argument("--checkpoint_monitor_string", default="valid_loss", help="metric that picks the best checkpoint")
     g.add_argument("--checkpoint_monitor_mode", default="min", choices=["min", "max"], help="best = min or max")
-    g.add_argument("--save_top_k_ckpts", type=int, default=1, help="best checkpoints kept (plus last.ckpt)")
+    g.add_argument("--save_top_k_ckpts", type=int, default=10, help="best checkpoints kept (plus last.ckpt)")
 
     g = p.add_argument_group("precision and speed")
     g.add_argument("--float_precision", default="32-true",
@@ -353,12 +394,16 @@ def resolve_model_size(args):
 def validate(args):
     """Reject impossible combinations before any work; returns the first problem or None.
 
-    An evaluation run (--only_test) is checked again once the checkpoint's hyperparameters (its modality,
-    its data) are known; before that, the checks that depend on them wait.
+    A run from a checkpoint (--only_test, --finetuning_model_ckpt) is checked again once the checkpoint's
+    hyperparameters (its modality, its data) are known; before that, the checks that depend on them wait.
     """
-    trained_model_known = not args.only_test or getattr(args, "trained_hparams_loaded", False)
-    if args.modality == "NLP" and args.model_name == "dit":
-        return "--model_name dit is an image model; use ebt or baseline_transformer for NLP"
+    trained_model_known = (not (args.only_test or args.finetuning_model_ckpt)
+                           or getattr(args, "trained_hparams_loaded", False))
+    if trained_model_known:
+        try:
+            config_class(args)
+        except ValueError as error:
+            return str(error)
     if (args.modality == "NLP" and trained_model_known and args.dataset_name not in NLP_DATASETS
             and not is_downstream(args.dataset_name)):
         return (f"--dataset_name {args.dataset_name} is unknown; use shakespeare, bbc_news, text, pajama, "
@@ -374,41 +419,12 @@ def validate(args):
         message = validate_video_args(args)
         if message:
             return message
-    if args.embedding_dim % args.multiheaded_attention_heads:
-        return (f"--multiheaded_attention_heads {args.multiheaded_attention_heads} does not divide the width "
-                f"{args.embedding_dim}; pick a divisor or change --override_embedding_dim")
-    if args.modality == "NLP" and (args.embedding_dim // args.multiheaded_attention_heads) % 2:
-        return "the head width (embedding dim / heads) must be even for rotary embeddings; change the head count"
-    if args.context_length < 2:
-        return f"--context_length {args.context_length} is too short; use at least 2"
-    if args.vocab_to_embed_uses_prob_dist and not args.normalize_initial_condition:
-        return "--vocab_to_embed_uses_prob_dist needs --normalize_initial_condition (predictions must be probabilities)"
-    if args.mcmc_num_steps < 1:
-        return "--mcmc_num_steps must be at least 1"
-    if args.vocab_chunk_mb is not None and not args.vocab_chunk_mb > 0:
-        return f"--vocab_chunk_mb {args.vocab_chunk_mb:g} must be positive (MB per chunked buffer, e.g. 8)"
-    if args.modality != "NLP" and (args.fused_vocab_loss != "auto" or args.vocab_chunk_mb is not None):
-        return "--fused_vocab_loss and --vocab_chunk_mb are language-model options (a vocabulary); drop them"
-    if args.fused_vocab_loss == "on" and args.model_name == "ebt" and fused_step_blocker(args):
-        return f"--fused_vocab_loss on cannot run: {fused_step_blocker(args)}; use auto (or off)"
-    if args.randomize_mcmc_step_size_scale < 1:
-        return "--randomize_mcmc_step_size_scale must be >= 1 (alpha is drawn from [alpha/s, alpha*s])"
-    if args.randomize_mcmc_num_steps < 0 or args.randomize_mcmc_num_steps_min > args.randomize_mcmc_num_steps + 1:
-        return "--randomize_mcmc_num_steps_min must be at most --randomize_mcmc_num_steps + 1"
-    if args.langevin_dynamics_noise_learnable and not args.langevin_dynamics_noise:
-        return "--langevin_dynamics_noise_learnable needs a starting --langevin_dynamics_noise > 0"
-    if args.mcmc_replay_buffer and args.model_name != "ebt":
-        return "--mcmc_replay_buffer is an EBT option; drop it for the baseline"
-    if args.mcmc_replay_buffer and not 0 < args.mcmc_replay_buffer_sample_bs_percent <= 1:
-        return "--mcmc_replay_buffer_sample_bs_percent is a fraction in (0, 1]"
-    if args.mcmc_step_size <= 0:
-        return "--mcmc_step_size must be positive"
     if args.num_cpu_processes < 1:
         return "--num_cpu_processes must be at least 1"
     if args.batch_size_per_device < 1 or args.accumulate_grad_batches < 1:
         return "--batch_size_per_device and --accumulate_grad_batches must be at least 1"
     if not 0 < args.validation_split_pct < 1:
-        return "--validation_split_pct is a fraction in (0, 1), e.g. 0.01"
+        return "--validation_split_pct is a fraction in (0, 1), e.g. 0.1"
     if args.max_steps < 1:
         return "--max_steps must be at least 1"
     if args.warm_up_steps < 0 or args.max_scheduling_steps < args.warm_up_steps:
@@ -425,20 +441,17 @@ def validate(args):
         return "--only_test needs --only_test_model_ckpt path/to/checkpoint.ckpt"
     if args.only_test_model_ckpt and not os.path.isfile(args.only_test_model_ckpt):
         return f"--only_test_model_ckpt {args.only_test_model_ckpt}: no such file"
-    if args.infer_ebt_advanced and args.model_name != "ebt":
-        return f"--infer_ebt_advanced is EBT thinking; a {args.model_name} model cannot think longer"
-    if args.infer_ebt_num_steps < 1 or args.infer_generated_samples < 1:
-        return "--infer_ebt_num_steps and --infer_generated_samples must be at least 1"
-    if args.infer_ebt_override_alpha < 0:
-        return "--infer_ebt_override_alpha must be >= 0"
     if args.execution_mode == "inference" and not args.only_test:
         return "--execution_mode inference evaluates a checkpoint: add --only_test --only_test_model_ckpt CKPT"
     if (args.modality == "NLP" and args.execution_mode == "inference" and trained_model_known
             and not is_downstream(args.dataset_name)):
         return ("--execution_mode inference generates answers: use it with --only_test --only_test_model_ckpt CKPT "
                 "and a question/answer set (gsm8k, squad, ai2arc, bigbench_<task>, lambada, planbench)")
-    if args.infer_max_gen_len < 1 or args.infer_temp < 0 or not 0 < args.infer_topp <= 1 or args.infer_topk < 0:
+    if (args.infer_max_gen_len < 1 or args.infer_temp < 0 or not 0 < args.infer_topp <= 1
+            or (args.infer_topk is not None and args.infer_topk < 0)):
         return "--infer_max_gen_len >= 1, --infer_temp >= 0, 0 < --infer_topp <= 1 and --infer_topk >= 0, please"
+    if args.execution_mode == "finetune" and args.modality != "NLP" and trained_model_known:
+        return "--execution_mode finetune is for question/answer text sets"
     if args.execution_mode == "finetune" and not is_downstream(args.dataset_name):
         return ("--execution_mode finetune trains on answers: use a question/answer set (gsm8k, squad, ai2arc, "
                 "bigbench_<task>, lambada, planbench)")
@@ -455,42 +468,29 @@ def validate(args):
                                          if getattr(args, f) == 1 and isinstance(getattr(args, f), int)]
         if debug:
             return f"debug settings {debug} in a Slurm run; remove them or pass --override_slurm_checks"
+    if trained_model_known:  # the model options' own checks (model/config.py)
+        try:
+            config_class(args).from_hparams(args)
+            if args.model_name == "ebt":
+                InferenceConfig.from_hparams(args)
+        except ValueError as error:
+            return str(error)
     return None
 
 
 def validate_image_args(args):
-    """Image-specific impossible combinations, or None."""
-    if args.model_name == "baseline_transformer":
-        return "--modality IMG compares the EBT with a DiT: use --model_name ebt or dit"
+    """Image-specific impossible combinations, or None (the model's own checks are its config's)."""
     if DATASET_ALIASES.get(args.dataset_name, args.dataset_name) not in IMAGE_DATASETS:
         return (f"--dataset_name {args.dataset_name} is not an image dataset; use one of {', '.join(IMAGE_DATASETS)}")
     if args.dataset_name == "image_folder" and not args.dataset_dir:
         return "--dataset_name image_folder needs --dataset_dir pointing at a folder of images"
-    if args.image_dims[0] != args.image_dims[1]:
-        return f"--image_dims {args.image_dims[0]} {args.image_dims[1]}: images are square; give one size twice"
-    if args.image_task == "t2i":
-        if args.dataset_name not in ("coco_tiny", "coco_medium"):
-            return "--image_task t2i needs captions: use --dataset_name coco_tiny or coco_medium"
-        if args.image_dims[0] % 8 or (args.image_dims[0] // 8) % args.patch_size:
-            return (f"--image_task t2i works on VAE latents of side image_dims / 8: --image_dims must be a multiple "
-                    f"of 8 whose eighth ({args.image_dims[0] / 8:g}) --patch_size {args.patch_size} divides")
-        if args.diffusion_steps <= 20:
-            return "--image_task t2i diffuses over the whole schedule: --diffusion_steps must be more than 20"
-    elif args.image_dims[0] % args.patch_size:
-        return f"--patch_size {args.patch_size} does not divide the image side {args.image_dims[0]}"
-    if not 0 < args.denoise_images_noise_level <= 1:
-        return "--denoise_images_noise_level must be in (0, 1] (a fraction of the 1000-step schedule)"
-    if args.diffusion_steps < 1 or args.infer_increase_steps < 0 or args.infer_recurse_diffusion_n_times < 0:
-        return "--diffusion_steps >= 1, --infer_increase_steps >= 0 and --infer_recurse_diffusion_n_times >= 0, please"
-    if args.execution_mode == "finetune":
-        return "--execution_mode finetune is for question/answer text sets"
+    if args.image_task == "t2i" and args.dataset_name not in ("coco_tiny", "coco_medium"):
+        return "--image_task t2i needs captions: use --dataset_name coco_tiny or coco_medium"
     return None
 
 
 def validate_video_args(args):
     """Video-specific impossible combinations, or None."""
-    if args.model_name == "dit":
-        return "--modality VID compares the EBT with a Transformer++: use --model_name ebt or baseline_transformer"
     if VIDEO_ALIASES.get(args.dataset_name, args.dataset_name) not in VIDEO_DATASETS:
         return f"--dataset_name {args.dataset_name} is not a video dataset; use one of {', '.join(VIDEO_DATASETS)}"
     if args.dataset_name == "video_folder" and not args.dataset_dir and not args.latents_dir:
@@ -511,12 +511,37 @@ def validate_video_args(args):
                 f"--infer_max_gen_len ({args.infer_max_gen_len}) <= frames per clip (--context_length + 1 = {frames})")
     if args.infer_generate_video and not args.only_test:
         return "--infer_generate_video evaluates a checkpoint: add --only_test --only_test_model_ckpt CKPT"
-    if args.execution_mode == "finetune":
-        return "--execution_mode finetune is for question/answer text sets"
     return None
 
 
-# What may differ from the checkpoint when evaluating it (spec 1.4); everything else is the trained model's.
+def _model_description(hp):
+    task = " --image_task t2i" if hp.modality == "IMG" and hp.image_task == "t2i" else ""
+    return f"--modality {hp.modality}{task} --model_name {hp.model_name}"
+
+
+def flag_readers(name):
+    """Where a flag is read: 'NLP ebt, VID ebt', or None for a flag every run reads."""
+    readers = [f"{task.replace('-t2i', ' t2i')} {model}" for (task, model), cls in CONFIGS.items()
+               if name in {f.name for f in fields(cls)}]
+    if name in RUN_FLAGS:
+        modalities, models = RUN_FLAGS[name]
+        readers += [f"{m} {model}" for m in modalities for model in (models or ("models",))]
+    return ", ".join(dict.fromkeys(readers)) or None
+
+
+def unused_flag(hp, written):
+    """The first written flag that the chosen modality and model do not read, as a message; or None."""
+    used = {f.name for f in fields(config_class(hp))}
+    used |= {name for name, (modalities, models) in RUN_FLAGS.items()
+             if hp.modality in modalities and (models is None or hp.model_name in models)}
+    for name in sorted(written - used - _READ_BY_EVERY_RUN):
+        readers = flag_readers(name)
+        if readers:
+            return f"--{name} is not read by {_model_description(hp)} (only by {readers}); drop it"
+    return None
+
+
+# What may differ from the checkpoint when evaluating it; everything else is the trained model's.
 TEST_TIME_FLAGS = {
     "run_name", "seed", "is_random_seed", "gpus", "distributed_strategy", "batch_size_per_device", "num_workers",
     "prefetch_factor", "num_cpu_processes", "dataset_name", "dataset_dir", "validation_split_pct",
@@ -526,8 +551,18 @@ TEST_TIME_FLAGS = {
     "only_test", "only_test_model_ckpt", "ebt_attention", "fused_vocab_loss", "vocab_chunk_mb",
     "no_langevin_during_eval", "is_slurm_run",
     "override_slurm_checks", "debug_mode", "fast_dev_run", "detect_anomaly", "profiler", "execution_mode",
-    "denoise_images_noise_level", "log_image_every_n_steps",  # testing at an unseen noise level (spec 5.6)
+    "denoise_images_noise_level", "log_image_every_n_steps",  # testing at an unseen noise level
     "latents_dir", "time_between_frames", "sampling_rate", "use_raw_framerate", "no_randomness_dataloader",
+}
+# Settings of the training run's schedule and bookkeeping: a test run cannot use them, and the published
+# inference scripts repeat them from their pretraining scripts. Written at test time, they are ignored.
+SCHEDULE_FLAGS = {
+    "peak_learning_rate", "weight_decay", "beta1", "beta2", "warm_up_steps", "max_scheduling_steps", "min_lr_scale",
+    "lr_scaling_rule", "optimizer", "mcmc_step_size_lr_multiplier", "max_steps", "accumulate_grad_batches",
+    "gradient_clip_val", "deterministic", "no_shuffle", "val_check_interval", "check_val_every_n_epoch",
+    "limit_train_batches", "limit_val_batches", "val_sanity", "overfit_batches", "save_top_k_ckpts",
+    "checkpoint_monitor_string", "checkpoint_monitor_mode", "log_gradients", "wandb_watch", "wandb_watch_log_freq",
+    "manual_gc_collect_every_n_steps", "find_unused_parameters", "debug_unused_parameters", "resume_training_ckpt",
 }
 
 
@@ -544,29 +579,39 @@ def passed_flags(argv):
 def inherit_checkpoint_hparams(args, argv, trained, finetune=False):
     """Hyperparameters for a run that starts from a checkpoint: the trained ones, plus what was written.
 
-    Evaluation (--only_test): test-time flags (data, batch size, devices, logging) and infer_* flags take
-    the command line's value when written on it; otherwise the run evaluates what the model was trained
-    with, on its data. A written flag that would change the trained model stops the run (UsageError).
+    Evaluation (--only_test): the command line sets the test run, the checkpoint the model. Test-time flags
+    (data, batch size, devices, logging) and infer_* flags take the command line's value when written;
+    written training-schedule flags (SCHEDULE_FLAGS) cannot affect a test and are ignored with a note; a
+    written flag that would change the trained model stops the run (UsageError).
     Finetuning (--finetuning_model_ckpt): every written flag wins; the rest is the trained recipe.
     Flags the checkpoint does not know (added since) take the command line's value.
     """
     current = vars(args)
-    written = passed_flags(argv) | ({"finetuning_model_ckpt", "execution_mode"} if finetune
-                                    else {"only_test", "only_test_model_ckpt"})
+    written = passed_flags(argv)
+    message = unused_flag(argparse.Namespace(**{"image_task": "denoising", **trained}), written)
+    if message:
+        raise UsageError(f"train_model.py: error: {message}")
+    hp = dict(trained)
     if not finetune:
-        for name in sorted(written - TEST_TIME_FLAGS):
+        ignored = sorted(name for name in written & SCHEDULE_FLAGS if current.get(name) != trained.get(name))
+        if ignored:
+            print("note: a test run ignores the training schedule's " + ", ".join(f"--{n}" for n in ignored)
+                  + " (the checkpoint's model is evaluated as trained)")
+        for name in sorted(written - TEST_TIME_FLAGS - SCHEDULE_FLAGS):
             if name.startswith("infer_") or name not in trained or name not in current:
                 continue
             if current[name] != trained[name]:
                 raise UsageError(f"train_model.py: error: --{name} cannot change at test time (the checkpoint "
                                  f"has {trained[name]!r}); drop it from the command")
-    hp = dict(trained)
     for name, value in current.items():
         overridable = finetune or name in TEST_TIME_FLAGS or name.startswith("infer_")
         if name not in trained or (overridable and name in written) or (name.startswith("infer_") and not finetune):
             hp[name] = value
-    if not finetune:
-        hp["finetuning_model_ckpt"] = ""  # evaluation loads the checkpoint itself
+    hp["only_test"], hp["only_test_model_ckpt"] = args.only_test, args.only_test_model_ckpt
+    if finetune:
+        hp["finetuning_model_ckpt"], hp["execution_mode"] = args.finetuning_model_ckpt, args.execution_mode
+    else:
+        hp["finetuning_model_ckpt"] = None  # evaluation loads the checkpoint itself
     hp = argparse.Namespace(**hp)
     hp.trained_hparams_loaded = True
     message = validate(hp)
@@ -576,16 +621,26 @@ def inherit_checkpoint_hparams(args, argv, trained, finetune=False):
     return hp
 
 
-def parse_args(argv=None):
-    """Parse, resolve presets and derived values, validate. Raises UsageError with one line."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.dataset_name is None:
-        args.dataset_name = DEFAULT_DATASET[args.modality]
-    if args.vae_path is None:
-        args.vae_path = DEFAULT_VAE.get(args.modality, DEFAULT_VAE["IMG"])
-    resolve_model_size(args)
+@functools.cache
+def _parser_defaults():
+    return vars(build_parser().parse_args([]))
+
+
+def flag_default(name):
+    """The default of flag `name` as defined here (a fresh copy of a list default)."""
+    value = _parser_defaults()[name]
+    return list(value) if isinstance(value, list) else value
+
+
+def resolve_defaults(args, written):
+    """The defaults that depend on other flags, in one place: per-modality ones, and the validation cadence.
+
+    An integer --val_check_interval counts optimizer steps across epochs (as on a corpus larger than the
+    interval) unless --check_val_every_n_epoch is written.
+    """
+    for name, per_modality in MODALITY_DEFAULTS.items():
+        if name not in written:
+            setattr(args, name, per_modality[args.modality])
     if args.max_scheduling_steps == -1:
         args.max_scheduling_steps = args.max_steps
     if args.debug_mode:
@@ -596,8 +651,25 @@ def parse_args(argv=None):
         if value is not None and value > 1 and float(value).is_integer():
             setattr(args, name, int(value))  # Lightning reads ints as counts, floats as fractions
     if args.val_check_interval == 1.0:
-        args.val_check_interval = None  # once per epoch
-    message = validate(args)
+        args.val_check_interval = None  # at the end of each epoch
+    elif isinstance(args.val_check_interval, int) and "check_val_every_n_epoch" not in written:
+        args.check_val_every_n_epoch = None
+
+
+def parse_args(argv=None):
+    """Parse, resolve presets and derived values, validate. Raises UsageError with one line."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    written = passed_flags(argv)
+    if len(args.image_dims) == 1:
+        args.image_dims = args.image_dims * 2  # one side: a square
+    if len(args.image_dims) != 2:
+        parser.error(f"--image_dims takes H W or one side, not {len(args.image_dims)} numbers")
+    resolve_defaults(args, written)
+    resolve_model_size(args)
+    from_checkpoint = args.only_test or args.finetuning_model_ckpt  # checked again with the checkpoint's model
+    message = validate(args) or (None if from_checkpoint else unused_flag(args, written))
     if message:
         parser.error(message)
     return args

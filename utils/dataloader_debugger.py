@@ -1,4 +1,4 @@
-"""Iterate a training set once, in one process, with a progress bar (spec 7.4).
+"""Iterate a training set once, in one process, with a progress bar (docs/method.md §9.5).
 
 The safe way to download and pre-tokenize a hub corpus before a multi-GPU run (no worker processes
 racing for the same cache), and a quick check that every batch of a dataset loads.

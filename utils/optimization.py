@@ -1,4 +1,4 @@
-"""AdamW parameter groups and the warm-up + cosine schedule (spec 1.7, 1.8)."""
+"""AdamW parameter groups and the warm-up + cosine schedule (docs/method.md §10.2, §10.3)."""
 import math
 
 import torch
@@ -8,7 +8,7 @@ def build_param_groups(model, peak_lr, weight_decay, step_size_lr_multiplier):
     """Two groups: the EBT step size alpha (lr x multiplier, no weight decay) and every other parameter.
 
     Groups are formed by parameter identity, not by name: the published substring filter on "alpha"
-    silently dropped any other parameter with "alpha" in its name (spec 11.17).
+    silently dropped any other parameter with "alpha" in its name (docs/method.md §12.4).
     """
     alpha = getattr(model, "alpha", None)
     others = [p for p in model.parameters() if p is not alpha]
@@ -36,7 +36,7 @@ def warmup_cosine_factor(step, warm_up_steps, max_scheduling_steps, min_lr_scale
 
     Warm-up: step k uses (k+1)/W of the peak, so step W-1 is at the peak. Then a cosine over
     max_scheduling_steps - W steps down to 1/min_lr_scale of the peak, where it stays.
-    Fix of the published bug (spec 1.8, 11.4): each group decays to ITS OWN peak / min_lr_scale
+    Fix of the published bug (docs/method.md §12.1): each group decays to ITS OWN peak / min_lr_scale
     (one shared eta_min sent the 1500x alpha group to the main group's floor).
     """
     if warm_up_steps > 0 and step < warm_up_steps:

@@ -42,7 +42,7 @@ def build_parser():
     g.add_argument("--vae_normalization", action="store_true",
                    help="frames to [-1, 1] (the default for the vae and pixels backbones)")
     g.add_argument("--custom_image_normalization", action="store_true",
-                   help="ImageNet normalisation followed by the per-dataset one (spec 1.6)")
+                   help="ImageNet normalisation followed by the per-dataset one (docs/method.md §9.4)")
     g.add_argument("--time_between_frames", type=float, default=None,
                    help="seconds between sampled frames (default: the dataset builder's)")
     g.add_argument("--sampling_rate", type=float, default=None,

@@ -1,4 +1,4 @@
-"""The paper's hub image datasets (spec 7.3): COCO-Text (coco_tiny), COCO 2014 (coco_medium) and ImageNet-1k.
+"""The paper's hub image datasets (docs/method.md §9.3): COCO-Text (coco_tiny), COCO 2014 (coco_medium), ImageNet-1k.
 
 Each one loads from the Hugging Face hub or, when `dataset_dir` holds a local copy, from that copy:
   - a `save_to_disk` folder of a DatasetDict (its splits are used by name) or of one Dataset (split by seed);

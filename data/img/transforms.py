@@ -1,4 +1,4 @@
-"""Image preprocessing of the paper's image runs (spec 1.6): ADM/DiT centre crop, then pixels scaled to [-1, 1].
+"""Image preprocessing of the paper's image runs (docs/method.md §9.3): ADM/DiT centre crop, pixels to [-1, 1].
 
 Written with PIL, numpy and torch only (torchvision is not part of the install, see environment.md). Every step is
 deterministic: the same image and size always give the same tensor.

@@ -14,6 +14,6 @@ class NLPCollator:
     def __call__(self, items):
         rows = [torch.as_tensor(item["input_ids"], dtype=torch.long)[:self.max_length] for item in items]
         batch = pad_sequence(rows, batch_first=True, padding_value=self.pad_token_id)  # (B, longest row)
-        if self.pad_to_max_length:  # fixed (B, max_length) rows, e.g. for the replay buffer (spec 2.9)
+        if self.pad_to_max_length:  # fixed (B, max_length) rows, e.g. for the replay buffer (docs/method.md §4.5)
             batch = F.pad(batch, (0, self.max_length - batch.shape[1]), value=self.pad_token_id)
         return {"input_ids": batch}

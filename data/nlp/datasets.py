@@ -16,7 +16,7 @@ from data.carriers import data_carrier_dir
 
 NLP_DATASETS = ("shakespeare", "bbc_news", "text", "pajama", "fineweb", "nlp_synthetic")
 PACKED_CORPORA = ("shakespeare", "bbc_news", "text")  # local files, packed into one token stream
-HUB_CORPORA = {  # name -> (hub repo, config, text field): the paper's pretraining data (spec 7.1)
+HUB_CORPORA = {  # name -> (hub repo, config, text field): the paper's pretraining data (docs/method.md §9.1)
     "pajama": ("togethercomputer/RedPajama-Data-V2", "sample-100B", "raw_content"),
     "fineweb": ("HuggingFaceFW/fineweb", "sample-100BT", "text"),
 }

@@ -1,4 +1,4 @@
-"""Downstream NLP benchmarks (spec 4.5): GSM8K, SQuAD v2, AI2-ARC, BIG-bench, LAMBADA and PlanBench as
+"""Downstream NLP benchmarks (docs/method.md §9.2): GSM8K, SQuAD v2, AI2-ARC, BIG-bench, LAMBADA and PlanBench as
 question/answer pairs, formatted per --execution_mode and batched with a loss mask (or as prompts to generate from).
 
 Every example is normalised to {"question": str, "answer": str}. An empty question marks a plain document (LAMBADA
@@ -52,7 +52,7 @@ SPLITS = ("train", "validation", "test")
 AI2ARC_VARIANTS = {"": ["ARC-Challenge"], "challenge": ["ARC-Challenge"], "easy": ["ARC-Easy"],
                    "all": ["ARC-Easy", "ARC-Challenge"]}
 BIGBENCH_ALL = ("elementary_math_qa", "simple_arithmetic_json", "dyck_languages", "matrixshapes",
-                "repeat_copy_logic", "penguins_in_a_table")  # the tasks the paper's code names (spec 4.5)
+                "repeat_copy_logic", "penguins_in_a_table")  # the tasks the paper's code names (docs/method.md §9.2)
 LAMBADA_LANGUAGES = ("en", "de", "es", "fr", "it")
 PLANBENCH_CONFIGS = ("task_1_plan_generation", "task_2_plan_optimality", "task_3_plan_verification",
                      "task_5_plan_generalization", "task_7_plan_execution", "task_8_1_goal_shuffling",
@@ -125,7 +125,7 @@ def downstream_spec(name):
                              f"lambada_<language> with language one of {', '.join(LAMBADA_LANGUAGES)}")
         return DownstreamSpec(name, kind, "EleutherAI/lambada_openai", (variant or "en",))
     if kind == "planbench":
-        if name != "planbench" and variant not in PLANBENCH_CONFIGS:  # "all" is not offered (spec 4.5)
+        if name != "planbench" and variant not in PLANBENCH_CONFIGS:  # "all" is not offered (docs/method.md §9.2)
             raise ValueError(f"--dataset_name {name}: unknown PlanBench task; choose planbench "
                              f"({PLANBENCH_CONFIGS[0]}) or planbench_<task> with task one of "
                              f"{', '.join(PLANBENCH_CONFIGS)}")

@@ -8,7 +8,7 @@ from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 from data.carriers import data_carrier_dir
 
-NEOX_HUB_NAME = "EleutherAI/gpt-neox-20b"  # the paper's tokenizer (spec 12.1), V = 50277
+NEOX_HUB_NAME = "EleutherAI/gpt-neox-20b"  # the paper's tokenizer (docs/method.md §9.1), V = 50277
 EOS_TOKEN, PAD_TOKEN = "<|endoftext|>", "<|padding|>"  # GPT-NeoX's names; the byte tokenizer reuses them
 
 # A bare tokenizer.json does not say which token ends a document or pads a row: take the first one its vocab has.

@@ -1,4 +1,4 @@
-"""Video file datasets: clips sampled from files on disk, in the folder layouts of the published loaders (spec 6.3).
+"""Video file datasets: clips sampled from files on disk, in the published loaders' layouts (docs/method.md §9.4).
 
 Every item is {"video": FloatTensor (C, 3, H, W)}, C = num_frames. Layouts under --dataset_dir:
 

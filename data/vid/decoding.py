@@ -1,8 +1,8 @@
 """Video decoding by frame index: decord first, PyAV when decord is not installed or fails on a file.
 
-The published loaders decoded with OpenCV (seeking with CAP_PROP_POS_FRAMES) and measured durations with an
-external ffprobe binary (spec 6.3). We use neither: frame count, fps and duration come from the container, read by
-the same library that decodes the frames. decord seeks to the requested frames (fast on long clips); PyAV decodes
+The published loaders decoded with OpenCV (seeking with CAP_PROP_POS_FRAMES) and measured durations with an external
+ffprobe binary (docs/method.md §12.11). We use neither: frame count, fps and duration come from the container, read
+by the same library that decodes the frames. decord seeks to the requested frames (fast on long clips); PyAV decodes
 sequentially from the start up to the last requested frame. Both convert to RGB with FFmpeg's swscale, and on the
 bundled H.264 clips they return identical pixels (tests/test_video_data.py).
 

@@ -1,4 +1,4 @@
-"""Which frames of a video make one training clip: the published frame-index sampling (spec 6.3), as a pure function.
+"""Which frames of a video make one clip: the published frame-index sampling (docs/method.md §9.4), a pure function.
 
 With T = frame_count - 1 ("total frames" as published: the last frame is never the end of a span) and C =
 num_frames, in this order of precedence:

@@ -6,13 +6,13 @@
                        moving_mnist_lengths=(10000, 1000, 1000), backend="auto") -> (train, validation, test)
 
 Items are {"video": FloatTensor (C, 3, H, W)} with C = num_frames. The trainer asks for C = --context_length + 1
-frames: frames 0..C-2 are observed and 1..C-1 predicted (spec 6.1).
+frames: frames 0..C-2 are observed and 1..C-1 predicted (docs/method.md §1.6).
 
 Flags:
   --dataset_name                 dataset_name, one of VIDEO_DATASETS below (or an alias)
   --dataset_dir                  dataset_dir: the dataset's root folder (layouts in data/vid/datasets.py)
   --image_dims H W               image_size: frames are resized to (H, W) with PIL bilinear (no crop)
-  --time_between_frames tau      seconds between sampled frames (default rule; spec 6.3, data/vid/sampling.py)
+  --time_between_frames tau      seconds between sampled frames (default; docs/method.md §9.4, data/vid/sampling.py)
   --sampling_rate r              take every r-th frame instead (0 = off)
   --use_raw_framerate            take consecutive frames instead
   --no_randomness_dataloader     no_randomness: every clip starts at the video's first frame

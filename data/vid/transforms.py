@@ -1,4 +1,4 @@
-"""Frame preprocessing of the video runs (spec 1.6): resize to (H, W), scale to [0, 1], normalise; and the inverse.
+"""Frame preprocessing of the video runs (docs/method.md §9.4): resize to (H, W), scale to [0, 1], normalise; inverse.
 
 Normalisations (--vae_normalization and --custom_image_normalization pick them; ImageNet is the default):
   imagenet  (x - ImageNet mean) / ImageNet std

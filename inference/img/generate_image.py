@@ -1,4 +1,4 @@
-"""Denoising evaluation for the image EBT and the DiT (spec 5.6), and picture grids.
+"""Denoising evaluation for the image EBT and the DiT (docs/method.md §7.5), and picture grids.
 
 `denoise_batch` noises clean images to a test noise level (which may be higher than the one trained at:
 the schedule stays the trained one, only t moves) and denoises them: the EBT thinks from the noisy

@@ -86,7 +86,7 @@ def main(argv=None):
         rows.append(dict(model="noisy input", noise_level=level, setting="-", forward_passes=0,
                          psnr=psnr(pixel_mse(noisy, images).mean()), psnr_per_image=None))
         for steps in args.ebt_steps:
-            # 1 means "as trained" (mcmc_num_steps) in the System 2 plan, spec 4.1
+            # 1 means "as trained" (mcmc_num_steps) in the System 2 plan, docs/method.md §5.1
             result, out = evaluate(ebt, images, level, args.batch_size, InferenceConfig(infer_ebt_num_steps=steps),
                                    args.seed)
             steps = result["forward_passes"]

@@ -15,7 +15,7 @@ from model.nlp.ebt import EBT_NLP
 
 @dataclass
 class SamplingConfig:
-    """How the next token is picked from the logits (spec 4.3)."""
+    """How the next token is picked from the logits (docs/method.md §5.5)."""
     temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0
     top_k: int = 0  # 0: no top-k filter

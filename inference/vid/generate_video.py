@@ -1,4 +1,4 @@
-"""Video rollouts: condition on the first frames, predict the rest one frame at a time (spec 6.4).
+"""Video rollouts: condition on the first frames, predict the rest one frame at a time (docs/method.md §8.4).
 
 Both models decode with the cached decoders of inference/decoders.py (the published rollout recomputed
 the whole prefix for every frame); `use_cache=False` is that slow twin, and tests check both agree. The

@@ -1,4 +1,4 @@
-"""DiT-style pieces shared by the bidirectional EBT and the DiT baseline (spec 5.2, 5.4).
+"""DiT-style pieces shared by the bidirectional EBT and the DiT baseline (docs/method.md §7.2, §7.4).
 
     image (B, C, S, S) -> patch embedding + fixed 2D sin-cos positions -> (B, T, D), T = (S/p)^2
     -> adaLN-Zero blocks, each modulated by a condition vector c (B|1, D)

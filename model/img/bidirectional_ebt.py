@@ -1,4 +1,4 @@
-"""Bidirectional EBT energy network for images (spec 5.2): a DiT without the time embedder, with a scalar head.
+"""Bidirectional EBT energy network for images (docs/method.md §7.2): a DiT without time embedder, scalar head.
 
     E(x | c) = mean over patches of e_t,   e = FinalLayer(adaLN-Zero blocks(patches(x) + positions), c)
 

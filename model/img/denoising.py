@@ -6,7 +6,7 @@ from model.img.diffusion import diffusion_for_noise_level, test_timestep
 
 
 def pixel_mse(denoised, clean):
-    """Per-image MSE on the [0, 255] scale of images in [-1, 1], prediction clamped (spec 5.6). -> (B,)"""
+    """Per-image MSE on the [0, 255] scale of images in [-1, 1], prediction clamped (docs/method.md §7.5). -> (B,)"""
     to_pixels = lambda x: ((x.float().clamp(-1, 1) + 1) * 127.5)
     return (to_pixels(denoised) - to_pixels(clean)).pow(2).flatten(1).mean(1)
 
@@ -17,7 +17,7 @@ class ImageDenoiser(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         self.cfg = cfg
-        # the schedule is the one of the level trained at; testing at another level only moves t (spec 5.6)
+        # the schedule is the one of the level trained at; testing at another level only moves t (docs/method.md §7.1)
         self.diffusion = diffusion_for_noise_level(cfg.diffusion_steps, cfg.trained_noise_level)
 
     def training_timesteps(self, batch_size, device, randomize):

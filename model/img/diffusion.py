@@ -1,4 +1,4 @@
-"""Gaussian diffusion with IDDPM/ADM semantics, as the DiT baseline and the EBT noising use it (spec 5.1, 5.4, 5.6).
+"""Gaussian diffusion with IDDPM/ADM semantics, for the DiT baseline and the EBT noising (docs/method.md §7.1, §7.4).
 
 Forward process over N steps with a linear beta schedule (scaled by 1000/N so that any N spans the same
 noise range as the standard 1000-step DDPM):
@@ -15,7 +15,7 @@ Schedules are float64; per-t coefficients are cast to the input's dtype. Samplin
 no_grad, start from `noise` (x_t when `timestep_start` is given) and call the model exactly
 timestep_start + 1 times (t = timestep_start, ..., 0).
 
-Noise levels (spec 5.1, 5.6): a model trained at noise level L with `diffusion_steps` steps uses
+Noise levels (docs/method.md §7.1): a model trained at noise level L with `diffusion_steps` steps uses
 `diffusion_for_noise_level(diffusion_steps, L)` (int(diffusion_steps / L) steps), so its t = steps - 1 is
 the point a fraction L of the way through a standard 1000-step schedule; testing at level L' uses
 `test_timestep(L', num_timesteps)`.
@@ -39,7 +39,7 @@ def diffusion_for_noise_level(diffusion_steps, noise_level):
 
 
 def test_timestep(noise_level, num_timesteps):
-    """Timestep that noises to level L at test time: int(L * num_timesteps) - 1 (spec 5.6)."""
+    """Timestep that noises to level L at test time: int(L * num_timesteps) - 1 (docs/method.md §7.1)."""
     return int(noise_level * num_timesteps) - 1
 
 
@@ -243,7 +243,7 @@ class GaussianDiffusion:
 
 
 def diffusion_loss_report(losses, count):
-    """The DiT models' training outputs from `training_losses` (spec 5.4 logs), for `count` samples."""
+    """The DiT models' training outputs from `training_losses` (docs/method.md §7.4), for `count` samples."""
     loss = losses["loss"].mean()
     return {
         "loss": loss,

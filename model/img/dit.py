@@ -1,4 +1,4 @@
-"""DiT, the diffusion baseline for image denoising (spec 5.4): predicts the noise (and a variance) per pixel.
+"""DiT, the diffusion baseline for image denoising (docs/method.md §7.4): predicts noise (and a variance) per pixel.
 
     c = TimestepEmbedder(t) [+ Linear(y)]          (B, D)
     out = unpatchify(PatchTransformer(x_t, c))     (B, 2C, S, S) with learn_sigma: [eps, v], v in [-1, 1]
@@ -23,7 +23,7 @@ class DiT(PatchTransformer):
         self.out_channels = out_channels
         self.timestep_embedder = TimestepEmbedder(dim)
         # optional class/text condition added to the timestep embedding; PyTorch's default init, like the
-        # published text_embeddings_projector (spec 5.5)
+        # published text_embeddings_projector (docs/method.md §7.6)
         self.condition_projector = nn.Linear(condition_dim, dim) if condition_dim else None
 
     def forward(self, x, t, y=None):

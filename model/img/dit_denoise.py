@@ -1,4 +1,4 @@
-"""Diffusion Transformer baseline for image denoising (spec 5.4, 5.6).
+"""Diffusion Transformer baseline for image denoising (docs/method.md §7.4, §7.5).
 
 Training: t ~ U{0..diffusion_steps-1} (only the low-noise part of the schedule up to the trained level),
 loss = eps-MSE + the variational-bound term of the learned variance. Denoising an image noised to
@@ -53,7 +53,7 @@ class DiT_IMG_Denoise(nn.Module):
         return self.diffusion.p_sample_loop(self.dit, noise=noised, timestep_start=t)
 
     def forward_loss_wrapper(self, batch, phase="train", **unused):
-        """Diffusion training loss at random low-noise timesteps (logged in every phase, spec 5.4)."""
+        """Diffusion training loss at random low-noise timesteps (logged in every phase, docs/method.md §7.4)."""
         x0 = batch["image"]
         t = self.noising.training_timesteps(x0.shape[0], x0.device, randomize=True)
         return diffusion_loss_report(self.diffusion.training_losses(self.dit, x0, t), x0.shape[0])

@@ -1,4 +1,4 @@
-"""Diffusion Transformer baseline for text-to-image (spec 5.5): a DiT over frozen SD-VAE latents.
+"""Diffusion Transformer baseline for text-to-image (docs/method.md §7.6): a DiT over frozen SD-VAE latents.
 
     c = TimestepEmbedder(t) + text_embeddings_projector(CLIP pooled caption)
     training: t ~ U{0..diffusion_steps-1} over the WHOLE schedule (no noise-level trick), loss = eps-MSE + vb

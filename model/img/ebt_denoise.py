@@ -1,4 +1,4 @@
-"""Image denoising EBT (spec 5.1, 5.3): thinking starts from the noisy image and walks down the energy.
+"""Image denoising EBT (docs/method.md §7.3): thinking starts from the noisy image and walks down the energy.
 
     x_t = q_sample(x0, t)                      t = diffusion_steps - 1: a fraction L (the noise level) of
                                                the way through a standard 1000-step DDPM schedule
@@ -22,7 +22,7 @@ from model.thinking import EnergyMinimizer
 
 
 class EBT_IMG_Denoise(EnergyMinimizer):
-    """Bidirectional EBT energy network + alpha + a learned constant condition (spec 5.3)."""
+    """Bidirectional EBT energy network + alpha + a learned constant condition (docs/method.md §7.3)."""
 
     def __init__(self, hparams):
         cfg = hparams if isinstance(hparams, ImageEBTConfig) else ImageEBTConfig.from_hparams(hparams)
@@ -66,7 +66,7 @@ class EBT_IMG_Denoise(EnergyMinimizer):
         return result, len(result.states)
 
     def forward_loss_wrapper(self, batch, phase="train", final_energy=None, inference=None):
-        """Loss and logs for clean images batch["image"] (B, C, S, S) in [-1, 1] (spec 5.3)."""
+        """Loss and logs for clean images batch["image"] (B, C, S, S) in [-1, 1] (docs/method.md §7.3)."""
         x0 = batch["image"]
         training = phase == "train"
         t = self.noising.training_timesteps(x0.shape[0], x0.device,

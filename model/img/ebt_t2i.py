@@ -1,4 +1,4 @@
-"""Text-to-image EBT (spec 5.5): thinking starts from random latents and walks down an energy conditioned
+"""Text-to-image EBT (docs/method.md §7.6): thinking starts from random latents and walks down an energy conditioned
 on the caption.
 
     c = text_embeddings_projector(CLIP pooled caption)        (B, D), the adaLN condition
@@ -83,7 +83,7 @@ class EBT_IMG_T2I(FollowsDevice, EnergyMinimizer):
         return self.encoders.decode(result.states[-1])
 
     def forward_loss_wrapper(self, batch, phase="train", final_energy=None, inference=None):
-        """Loss and logs for batch {"image": (B, 3, S, S) in [-1, 1], "caption": tokens} (spec 5.5)."""
+        """Loss and logs for batch {"image": (B, 3, S, S) in [-1, 1], "caption": tokens} (docs/method.md §7.6)."""
         target = self.encoders.latents(batch["image"])  # (B, 4, s, s)
         training = phase == "train"
         final_energy = not training if final_energy is None else final_energy

@@ -1,4 +1,4 @@
-"""Frozen encoders of the text-to-image models (spec 5.5): the SD-VAE and a CLIP text encoder.
+"""Frozen encoders of the text-to-image models (docs/method.md §7.6): the SD-VAE and a CLIP text encoder.
 
     latents = VAE.encode(images).latent_dist.mean * 0.18215      (B, 4, S/8, S/8), images in [-1, 1]
     images  = VAE.decode(latents / 0.18215)                      (B, 3, S, S), clamped to [-1, 1]
@@ -23,7 +23,7 @@ VAE_LATENT_CHANNELS = 4
 DEFAULT_VAE = "stabilityai/sd-vae-ft-ema"  # the published t2i VAE (use_ema=True)
 CLIP_MAX_TOKENS = 77
 
-# --clip_text_encoder_size (spec 5.5)
+# --clip_text_encoder_size (docs/method.md §7.6)
 CLIP_TEXT_ENCODERS = {
     "small": "openai/clip-vit-base-patch32",
     "base": "openai/clip-vit-base-patch16",

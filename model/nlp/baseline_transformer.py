@@ -1,4 +1,4 @@
-"""Transformer++ language model: the baseline EBTs are compared against (spec 3)."""
+"""Transformer++ language model: the baseline EBTs are compared against (docs/method.md §6)."""
 import torch.nn as nn
 
 from model.blocks import init_linear

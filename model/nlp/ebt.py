@@ -1,4 +1,4 @@
-"""Autoregressive Energy-Based Transformer for language (spec 2.1-2.10).
+"""Autoregressive Energy-Based Transformer for language (docs/method.md §2, §3.5, §4).
 
 For every position i the model learns an energy E_i(x_<=i, p_i) of a candidate next-token
 distribution p_i, and predicts by thinking: start from random logits, then repeatedly
@@ -40,7 +40,7 @@ class EBT_NLP(EnergyMinimizer):
 
     @staticmethod
     def normalize(logits):
-        """With normalize_initial_condition the energy sees probabilities (and dE/dp is taken, spec 2.6)."""
+        """With normalize_initial_condition the energy sees probabilities (and dE/dp is taken, docs/method.md §2.3)."""
         return torch.softmax(logits, dim=-1)
 
     def embed_observed(self, input_ids):
@@ -54,7 +54,7 @@ class EBT_NLP(EnergyMinimizer):
         return self.vocab_to_embed(prediction)
 
     def initial_logits(self, batch_size, n, device):
-        """The random initial guess z_0 (spec 2.6 step 4)."""
+        """The random initial guess z_0 (docs/method.md §2.2)."""
         shape, dtype = (batch_size, n, self.cfg.vocab_size), self.embeddings.weight.dtype
         if self.cfg.denoising_initial_condition == "zeros":
             return torch.zeros(shape, device=device, dtype=dtype)
@@ -157,14 +157,14 @@ class EBT_NLP(EnergyMinimizer):
     # ------------------------------------------------------------------ losses
 
     def step_loss(self, logits, targets, step, num_steps):
-        """Cross-entropy after one step; soften_target_prob_dist smooths early steps' targets (spec 2.7)."""
+        """Cross-entropy after one step; soften_target_prob_dist smooths early steps' targets (docs/method.md §4.7)."""
         smoothing = 0.0
         if self.cfg.soften_target_prob_dist and num_steps > 1:
             smoothing = (num_steps - 1 - step) / (num_steps - 1) * self.cfg.soften_target_prob_dist
         return next_token_loss(logits, targets, self.cfg.pad_token_id, smoothing)
 
     def contrastive_loss(self, input_ids, targets, fake_energies):
-        """Rank the true next token's energy below the final prediction's (spec 2.8, off by default)."""
+        """Rank the true next token's energy below the final prediction's (docs/method.md §4.6, off by default)."""
         true_dist = F.one_hot(targets.clamp(min=0), self.cfg.vocab_size).to(self.embeddings.weight.dtype)
         energy = self.energy_function(input_ids, learning=True)
         true_energies = energy(true_dist, self.cfg.mcmc_num_steps - 1)  # (B, n)
@@ -173,7 +173,7 @@ class EBT_NLP(EnergyMinimizer):
         return F.cross_entropy(scores.flatten(0, 1), labels.flatten(), ignore_index=-100)
 
     def forward_loss_wrapper(self, batch, phase="train", final_energy=None, inference=None):
-        """Loss and logs for a batch of token rows (B, C+1) (spec 2.7).
+        """Loss and logs for a batch of token rows (B, C+1) (docs/method.md §2.7).
 
         final_energy (default: outside training) adds `final_energy`, the energy after thinking.
         inference: an InferenceConfig to think with System 2 at test time (--infer_ebt_advanced).

@@ -1,1 +1,1 @@
-"""Video modality (spec 6): frozen frame encoders and the next-frame EBT / Transformer++ models."""
+"""Video modality (docs/method.md §8): frozen frame encoders and the next-frame EBT / Transformer++ models."""

@@ -1,4 +1,4 @@
-"""Transformer++ for video: next-frame features regressed directly (spec 6.2).
+"""Transformer++ for video: next-frame features regressed directly (docs/method.md §8.3).
 
     features (B, n, F) -> down: Linear(F, D) -> causal transformer -> Linear(D, D) -> up: Linear(D, F)
 

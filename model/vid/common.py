@@ -18,5 +18,5 @@ def inputs_and_targets(features):
 
 
 def next_frame_loss(predicted, targets):
-    """SmoothL1 (beta 1) between predicted and true next-frame features (spec 6.1)."""
+    """SmoothL1 (beta 1) between predicted and true next-frame features (docs/method.md §8.2)."""
     return F.smooth_l1_loss(predicted.float(), targets.float(), beta=1.0)

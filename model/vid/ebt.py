@@ -1,4 +1,4 @@
-"""Autoregressive EBT for video: next-frame prediction in a frozen encoder's feature space (spec 6.1).
+"""Autoregressive EBT for video: next-frame prediction in a frozen encoder's feature space (docs/method.md §8.2).
 
     features f_0..f_C of C+1 frames (SD-VAE latents, DINOv2 CLS features or raw pixels; model/vid/encoders.py)
     observed  o_i = down(f_i)                            down: Linear(F, D), identity when F == D

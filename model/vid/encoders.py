@@ -1,4 +1,4 @@
-"""Frozen frame encoders of the video models (spec 6.1, 6.2): each frame of a clip becomes one feature vector.
+"""Frozen frame encoders of the video models (docs/method.md §8.1): each frame of a clip becomes one feature vector.
 
     --backbone_type   frames in                      feature per frame (F)                          decode
     vae               [-1, 1]                        SD-VAE latent_dist.mean (x 0.18215 with        VAE decoder
@@ -12,8 +12,8 @@
 
 `encode` maps (B, C, 3, H, W) -> (B, C, F) under no_grad; `decode` maps (B, C, F) -> (B, C, 3, H, W).
 The published code asserted `embedding_dim == 0` for DINO and then took the DINO width as the model width, which
-can never pass (spec 1.1 step 7). Here the feature size is only a property of the encoder: a model of any width
-reads it through `feature_projection` (Linear(F, D) when they differ, spec 6.1).
+can never pass (docs/method.md §12.10). Here the feature size is only a property of the encoder: a model of any width
+reads it through `feature_projection` (Linear(F, D) when they differ, docs/method.md §8.1).
 
 `vae` and `dinov2` load from a hub name or a local directory written with `save_pretrained` (the way to run
 offline). Like the text-to-image encoders (model/img/encoders.py), they are never trained: eval mode,
@@ -31,7 +31,7 @@ from torch import nn
 
 from model.img.encoders import VAE_SCALE, _freeze, _load_error, load_vae, pretrained_name, vae_downsampling
 
-DEFAULT_VIDEO_VAE = "stabilityai/sd-vae-ft-mse"  # the published video VAE (spec 6.1; -ema only with use_ema)
+DEFAULT_VIDEO_VAE = "stabilityai/sd-vae-ft-mse"  # published video VAE (docs/method.md §8.1; -ema only with use_ema)
 BACKBONE_TYPES = ("vae", "dinov2", "pixels")
 
 # --vit_backbone_size -> hub name (the published torch.hub dinov2_vit{s,b,l,g}14, here from transformers)
@@ -68,7 +68,7 @@ def weights_fingerprint(module):
 
 
 def feature_projection(feature_dim, embedding_dim):
-    """Encoder space -> model width: Linear(F, D) with bias and xavier weights when they differ (spec 6.1)."""
+    """Encoder space -> model width: Linear(F, D), bias, xavier weights when they differ (docs/method.md §8.1)."""
     if feature_dim == embedding_dim:
         return nn.Identity()
     projection = nn.Linear(feature_dim, embedding_dim, bias=True)

@@ -6,8 +6,8 @@
 #SBATCH --gpus-per-node=1
 #SBATCH --job-name=dit_img_denoise_inference
 #SBATCH --output=logs/slurm/img/%x_%A_%a.out
-# Denoising evaluation of a trained DiT (spec 8, 5.6): test images noised to level 0.2 (t = 199 for a model
-# trained at 0.1), DDIM from t down to 0 and then twice more from t on its own output (600 forward passes);
+# Denoising evaluation of a trained DiT (docs/method.md §11.4, §7.5): test images noised to level 0.2 (t = 199 for a
+# model trained at 0.1), DDIM from t down to 0 and then twice more from t on its own output (600 forward passes);
 # prints PSNR and saves grids. Set CKPT (or pass --only_test_model_ckpt).
 
 RUN_NAME="dit-large-denoise_noise_0.2_recurse_2"

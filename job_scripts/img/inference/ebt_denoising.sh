@@ -6,9 +6,9 @@
 #SBATCH --gpus-per-node=1
 #SBATCH --job-name=ebt_img_denoise_inference
 #SBATCH --output=logs/slurm/img/%x_%A_%a.out
-# Denoising evaluation of a trained image EBT (spec 8, 5.6): test images noised to level 0.2, which the model
-# (trained at 0.1) never saw, denoised with 2 thinking steps; prints PSNR and saves noisy/denoised/clean grids.
-# Architecture and training flags come from the checkpoint. Set CKPT (or pass --only_test_model_ckpt).
+# Denoising evaluation of a trained image EBT (docs/method.md §11.4, §7.5): test images noised to level 0.2, which
+# the model (trained at 0.1) never saw, denoised with 2 thinking steps; prints PSNR and saves noisy/denoised/clean
+# grids. Architecture and training flags come from the checkpoint. Set CKPT (or pass --only_test_model_ckpt).
 
 RUN_NAME="ebt-large-denoise_noise_0.2_2_steps"
 CKPT="${CKPT:-your/model/ckpt}"

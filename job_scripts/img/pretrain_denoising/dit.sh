@@ -6,8 +6,8 @@
 #SBATCH --gpus-per-node=1
 #SBATCH --job-name=dit_img_denoise
 #SBATCH --output=logs/slurm/img/%x_%A_%a.out
-# The DiT baseline for image denoising (spec 8, 12.3): large DiT, patch 16, eps + learned-sigma diffusion loss
-# on t ~ U{0..99} of the 1000-step schedule that noise level 0.1 implies, COCO-2014 at 128x128, lr 1e-4 ("same
+# The DiT baseline for image denoising (docs/method.md §11.4): large DiT, patch 16, eps + learned-sigma diffusion
+# loss on t ~ U{0..99} of the 1000-step schedule that noise level 0.1 implies, COCO-2014 at 128x128, lr 1e-4 ("same
 # as the DiT paper"), no weight decay, batch 128 on one GPU; logged images by DDIM.
 # Run with `bash <this script>` on a GPU node, or `sbatch <this script>`; extra flags are appended.
 

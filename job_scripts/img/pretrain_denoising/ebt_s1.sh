@@ -6,9 +6,9 @@
 #SBATCH --gpus-per-node=1
 #SBATCH --job-name=ebt_img_denoise_s1
 #SBATCH --output=logs/slurm/img/%x_%A_%a.out
-# Image denoising EBT, the paper's setting (spec 8, 12.3): large bidirectional EBT, patch 16, one thinking
-# step from the noisy image with learnable alpha 3000 (lr x9000), COCO-2014 at 128x128 noised to level 0.1
-# (t = 99 of a 1000-step linear schedule), SmoothL1 to the clean image, batch 128 on one GPU.
+# Image denoising EBT, the paper's setting (docs/method.md §11.4): large bidirectional EBT, patch 16, one thinking
+# step from the noisy image with learnable alpha 3000 (lr x9000), COCO-2014 at 128x128 noised to level 0.1 (t = 99
+# of a 1000-step linear schedule), SmoothL1 to the clean image, batch 128 on one GPU.
 # Run with `bash <this script>` on a GPU node, or `sbatch <this script>`; extra flags are appended.
 
 RUN_NAME="ebt-large-bs_128_s1_lr_"

@@ -6,9 +6,9 @@
 #SBATCH --gpus-per-node=1
 #SBATCH --job-name=ebt_img_denoise_s2
 #SBATCH --output=logs/slurm/img/%x_%A_%a.out
-# Image denoising EBT with the System 2 options (spec 8; "not really tested" by the authors): fixed alpha
-# 3000 with a random per-image scale in [1/2, 2], 2-3 steps of one landscape, no detach + truncation,
-# Langevin noise 0 (as published), noise level 0.2 with the 1000 default diffusion steps, batch 128.
+# Image denoising EBT with the System 2 options (docs/method.md §11.4; "not really tested" by the authors): fixed
+# alpha 3000 with a random per-image scale in [1/2, 2], 2-3 steps of one landscape, no detach + truncation, Langevin
+# noise 0 (as published), noise level 0.2 with the 1000 default diffusion steps, batch 128.
 # Run with `bash <this script>` on a GPU node, or `sbatch <this script>`; extra flags are appended.
 
 RUN_NAME="ebt-large-bs_128_s2_lr_"

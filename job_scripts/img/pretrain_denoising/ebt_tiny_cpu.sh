@@ -35,4 +35,8 @@ python train_model.py \
 --val_check_interval 500 \
 --limit_val_batches 8 \
 --log_image_every_n_steps 500 \
+--validation_split_pct 0.01 \
+--num_workers 0 \
+--log_every_n_steps 10 \
+--save_top_k_ckpts 1 \
 --no_wandb "$@"

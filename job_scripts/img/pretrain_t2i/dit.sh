@@ -6,8 +6,8 @@
 #SBATCH --gpus-per-node=2
 #SBATCH --job-name=dit_t2i
 #SBATCH --output=logs/slurm/img/%x_%A_%a.out
-# Text-to-image DiT baseline (spec 8, 5.5): large DiT on 32x32x4 SD-VAE latents of 256x256 COCO-2014 images,
-# patch 2, CLIP-large caption embedding added to the timestep embedding, eps + learned-sigma loss over the
+# Text-to-image DiT baseline (docs/method.md §11.4, §7.6): large DiT on 32x32x4 SD-VAE latents of 256x256 COCO-2014
+# images, patch 2, CLIP-large caption embedding added to the timestep embedding, eps + learned-sigma loss over the
 # whole 1000-step schedule, no weight decay; batch 128 x 2 GPUs.
 # Run with `bash <this script>` on a GPU node, or `sbatch <this script>`; extra flags are appended.
 

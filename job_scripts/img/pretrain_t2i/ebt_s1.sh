@@ -6,9 +6,9 @@
 #SBATCH --gpus-per-node=4
 #SBATCH --job-name=ebt_t2i_s1
 #SBATCH --output=logs/slurm/img/%x_%A_%a.out
-# Text-to-image EBT (spec 8, 5.5): large bidirectional EBT on 32x32x4 SD-VAE latents of 256x256 COCO-2014 images,
-# patch 2, conditioned on CLIP-large caption embeddings; 2 thinking steps from random latents with learnable alpha
-# 3000 (lr x9000); effective batch 16 x 4 x 4 GPUs = 256.
+# Text-to-image EBT (docs/method.md §11.4, §7.6): large bidirectional EBT on 32x32x4 SD-VAE latents of 256x256
+# COCO-2014 images, patch 2, conditioned on CLIP-large caption embeddings; 2 thinking steps from random latents with
+# learnable alpha 3000 (lr x9000); effective batch 16 x 4 x 4 GPUs = 256.
 # Run with `bash <this script>` on a GPU node, or `sbatch <this script>`; extra flags are appended.
 
 RUN_NAME="ebt-large-bs_256_t2i_s1_lr_"

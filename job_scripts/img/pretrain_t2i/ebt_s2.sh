@@ -6,9 +6,9 @@
 #SBATCH --gpus-per-node=1
 #SBATCH --job-name=ebt_t2i_s2
 #SBATCH --output=logs/slurm/img/%x_%A_%a.out
-# Text-to-image EBT with the System 2 options (spec 8; "untested" by the authors): xxs EBT on 16x16x4 latents
-# of 128x128 COCO-2014 images, patch 2, CLIP-large captions; fixed alpha 3000 x U[1/2, 2], 2-5 steps of one landscape,
-# Langevin noise 3, no detach + truncation; batch 256 on one GPU, 200k steps.
+# Text-to-image EBT with the System 2 options (docs/method.md §11.4; "untested" by the authors): xxs EBT on 16x16x4
+# latents of 128x128 COCO-2014 images, patch 2, CLIP-large captions; fixed alpha 3000 x U[1/2, 2], 2-5 steps of one
+# landscape, Langevin noise 3, no detach + truncation; batch 256 on one GPU, 200k steps.
 # Run with `bash <this script>` on a GPU node, or `sbatch <this script>`; extra flags are appended.
 
 RUN_NAME="ebt-xxs-bs_256_t2i_s2_lr_"

@@ -6,9 +6,9 @@
 #SBATCH --gpus-per-node=1
 #SBATCH --job-name=baseline_transformer_inference
 #SBATCH --output=logs/slurm/nlp/%x_%A_%a.out
-# Evaluation of a trained Transformer++ (spec 4.6): the same benchmarks and decoding as ebt.sh,
-# greedy 2-token answers; one benchmark per array index. Architecture and training flags come from the
-# checkpoint. Set CKPT (or pass --only_test_model_ckpt) and run with bash or sbatch.
+# Evaluation of a trained Transformer++ (docs/method.md §11.4): the same benchmarks and decoding as ebt.sh, greedy
+# 2-token answers; one benchmark per array index. Architecture and training flags come from the checkpoint. Set CKPT
+# (or pass --only_test_model_ckpt) and run with bash or sbatch.
 # For perplexity instead of answers: --execution_mode pretrain.
 
 RUN_NAME="baseline_transformer-xxs-baseline_gen"

@@ -6,8 +6,8 @@
 #SBATCH --gpus-per-node=1
 #SBATCH --job-name=ebt_inference
 #SBATCH --output=logs/slurm/nlp/%x_%A_%a.out
-# System 2 evaluation of a trained NLP EBT (spec 4.6): 2 thinking steps per landscape with Langevin noise 1,
-# greedy 2-token answers; one benchmark per array index. Architecture and training flags come from the
+# System 2 evaluation of a trained NLP EBT (docs/method.md §11.4): 2 thinking steps per landscape with Langevin
+# noise 1, greedy 2-token answers; one benchmark per array index. Architecture and training flags come from the
 # checkpoint. Set CKPT (or pass --only_test_model_ckpt) and run with bash or sbatch.
 # For perplexity instead of answers: --execution_mode pretrain.
 

@@ -6,7 +6,8 @@
 #SBATCH --gpus-per-node=4
 #SBATCH --job-name=baseline_transformer
 #SBATCH --output=logs/slurm/nlp/%x_%A_%a.out
-# Transformer++ (Llama-style) baseline with the same data, batch and schedule as ebt_s1.sh (spec 3, 12.3).
+# Transformer++ (Llama-style) baseline with the same data, batch and schedule as ebt_s1.sh (docs/method.md §6,
+# §11.4).
 # Run with `bash <this script>` on a GPU node, or `sbatch <this script>` on a Slurm cluster; extra flags are appended.
 
 RUN_NAME="baseline_transformer-xxs-bs_256_lr_"

@@ -6,8 +6,8 @@
 #SBATCH --gpus-per-node=4
 #SBATCH --job-name=ebt_s1
 #SBATCH --output=logs/slurm/nlp/%x_%A_%a.out
-# NLP System 1 EBT, the paper's scaling setting (spec 8, 12.3): xxs, time_embed, 2 thinking steps,
-# learnable alpha 500 (lr x1500), RedPajama-V2 documents of 257 tokens, effective batch 32 x 2 x 4 GPUs = 256.
+# NLP System 1 EBT, the paper's scaling setting (docs/method.md §11.4): xxs, time_embed, 2 thinking steps, learnable
+# alpha 500 (lr x1500), RedPajama-V2 documents of 257 tokens, effective batch 32 x 2 x 4 GPUs = 256.
 # Run with `bash <this script>` on a GPU node, or `sbatch <this script>` on a Slurm cluster; extra flags are appended.
 
 RUN_NAME="ebt-xxs-bs_256_s1_lr_"

@@ -8,8 +8,8 @@
 #SBATCH --gpus-per-node=4
 #SBATCH --job-name=ebt_s1_mn
 #SBATCH --output=logs/slurm/nlp/%x_%A_%a.out
-# NLP System 1 EBT on 2 nodes x 4 GPUs (spec 8): the ebt_s1.sh recipe, one srun task per GPU (Lightning reads the
-# ranks from Slurm); accumulation 1, so the effective batch is still 32 x 8 GPUs = 256.
+# NLP System 1 EBT on 2 nodes x 4 GPUs (docs/method.md §11.4): the ebt_s1.sh recipe, one srun task per GPU
+# (Lightning reads the ranks from Slurm); accumulation 1, so the effective batch is still 32 x 8 GPUs = 256.
 # Submit with `sbatch` (or slurm_executor.sh); outside Slurm it runs as one process. Extra flags are appended.
 
 RUN_NAME="ebt-xxs-bs_256_s1_mn_lr_"

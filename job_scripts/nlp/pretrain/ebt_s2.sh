@@ -6,8 +6,9 @@
 #SBATCH --gpus-per-node=4
 #SBATCH --job-name=ebt_s2
 #SBATCH --output=logs/slurm/nlp/%x_%A_%a.out
-# NLP System 2 EBT (spec 8, 12.3): alpha 5 fixed with per-position scale U[1/2, 2], one landscape taking 2-3 steps
-# in training (3 in evaluation), Langevin noise 3, no detach + truncation, replay buffer; data and batch as ebt_s1.sh.
+# NLP System 2 EBT (docs/method.md §11.4): alpha 5 fixed with per-position scale U[1/2, 2], one landscape taking 2-3
+# steps in training (3 in evaluation), Langevin noise 3, no detach + truncation, replay buffer; data and batch as
+# ebt_s1.sh.
 # Run with `bash <this script>` on a GPU node, or `sbatch <this script>` on a Slurm cluster; extra flags are appended.
 
 RUN_NAME="ebt-xxs-bs_256_s2_lr_"

@@ -36,4 +36,8 @@ python train_model.py \
 --max_steps 600 \
 --warm_up_steps 60 \
 --val_check_interval 200 \
+--validation_split_pct 0.01 \
+--num_workers 0 \
+--log_every_n_steps 10 \
+--save_top_k_ckpts 1 \
 --no_wandb "$@"

@@ -6,9 +6,9 @@
 #SBATCH --gpus-per-node=1
 #SBATCH --job-name=baseline_vid_inference_ssv2
 #SBATCH --output=logs/slurm/vid/%x_%A_%a.out
-# Video Transformer++ rollouts (spec 8, 6.4) on ssv2: condition on 5 real frames, predict frames 5..15 one at a
-# time with the key/value cache; reports latent MSE/SmoothL1 per generated frame and saves real-vs-predicted
-# strips. Set CKPT and SSV2_DIR.
+# Video Transformer++ rollouts (docs/method.md §11.4, §8.4) on ssv2: condition on 5 real frames, predict frames
+# 5..15 one at a time with the key/value cache; reports latent MSE/SmoothL1 per generated frame and saves
+# real-vs-predicted strips. Set CKPT and SSV2_DIR.
 
 RUN_NAME="baseline_transformer-medium-vid_rollout_ssv2"
 CKPT="${CKPT:-your/model/ckpt}"

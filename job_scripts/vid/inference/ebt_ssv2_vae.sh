@@ -6,10 +6,10 @@
 #SBATCH --gpus-per-node=1
 #SBATCH --job-name=ebt_vid_inference_ssv2
 #SBATCH --output=logs/slurm/vid/%x_%A_%a.out
-# Video EBT rollouts (spec 8, 6.4) on ssv2: condition on 5 real frames, predict frames 5..15 one at a time with
-# System 2 thinking (4 steps, alpha 7500, Langevin noise 1, best of 4 by energy); reports latent MSE/SmoothL1
-# per generated frame and saves real-vs-predicted strips. (The published script failed: its model had no
-# System 2 inference and "ssv2" was not a dataset name.) Set CKPT and SSV2_DIR.
+# Video EBT rollouts (docs/method.md §11.4, §8.4) on ssv2: condition on 5 real frames, predict frames 5..15 one at a
+# time with System 2 thinking (4 steps, alpha 7500, Langevin noise 1, best of 4 by energy); reports latent
+# MSE/SmoothL1 per generated frame and saves real-vs-predicted strips. (The published script failed: its model had
+# no System 2 inference and "ssv2" was not a dataset name.) Set CKPT and SSV2_DIR.
 
 RUN_NAME="ebt-medium-vid_rollout_ssv2"
 CKPT="${CKPT:-your/model/ckpt}"

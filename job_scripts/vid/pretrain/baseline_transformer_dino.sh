@@ -6,8 +6,8 @@
 #SBATCH --gpus-per-node=4
 #SBATCH --job-name=baseline_vid_dino
 #SBATCH --output=logs/slurm/vid/%x_%A_%a.out
-# Video Transformer++ baseline on DINOv2-B CLS features (spec 8): small, next-frame 768-dim feature regression,
-# SmoothL1; ImageNet + per-dataset normalisation; 16 frames 0.25 s apart from Something-Something v2,
+# Video Transformer++ baseline on DINOv2-B CLS features (docs/method.md §11.4): small, next-frame 768-dim feature
+# regression, SmoothL1; ImageNet + per-dataset normalisation; 16 frames 0.25 s apart from Something-Something v2,
 # batch 64 x 4 GPUs = 256.
 # Set SSV2_DIR (or pass --dataset_dir); pre-encode the latents once with utils/pre_encode_videos.py and pass
 # --latents_dir to skip decoding videos and running the VAE in every step.

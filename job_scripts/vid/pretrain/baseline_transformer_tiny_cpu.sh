@@ -28,4 +28,8 @@ python train_model.py \
 --warm_up_steps 100 \
 --val_check_interval 500 \
 --limit_val_batches 16 \
+--validation_split_pct 0.01 \
+--num_workers 0 \
+--log_every_n_steps 10 \
+--save_top_k_ckpts 1 \
 --no_wandb "$@"

@@ -6,9 +6,10 @@
 #SBATCH --gpus-per-node=4
 #SBATCH --job-name=ebt_vid_s1_dino
 #SBATCH --output=logs/slurm/vid/%x_%A_%a.out
-# Video EBT on DINOv2-B CLS features (spec 8): xl time_embed EBT predicting the next frame's 768-dim DINOv2
-# feature (ImageNet + per-dataset normalisation), 2 thinking steps, learnable alpha 30000 (lr x90000), 16 frames
-# 0.25 s apart from Something-Something v2. The published script failed a size assertion (spec 1.1); this one runs.
+# Video EBT on DINOv2-B CLS features (docs/method.md §11.4): xl time_embed EBT predicting the next frame's 768-dim
+# DINOv2 feature (ImageNet + per-dataset normalisation), 2 thinking steps, learnable alpha 30000 (lr x90000), 16
+# frames 0.25 s apart from Something-Something v2. The published script failed a size assertion (docs/method.md
+# §12.10); this one runs.
 # Set SSV2_DIR (or pass --dataset_dir); pre-encode the latents once with utils/pre_encode_videos.py and pass
 # --latents_dir to skip decoding videos and running the VAE in every step.
 

@@ -6,8 +6,8 @@
 #SBATCH --gpus-per-node=4
 #SBATCH --job-name=ebt_vid_s1_vae
 #SBATCH --output=logs/slurm/vid/%x_%A_%a.out
-# Video EBT, the paper's setting (spec 8, 12.3): xxs time_embed EBT predicting the next frame's SD-VAE latent
-# (4x28x28 = 3136 numbers per 224x224 frame, down-projected to the width), 2 thinking steps, learnable alpha
+# Video EBT, the paper's setting (docs/method.md §11.4): xxs time_embed EBT predicting the next frame's SD-VAE
+# latent (4x28x28 = 3136 numbers per 224x224 frame, down-projected to the width), 2 thinking steps, learnable alpha
 # 30000 (lr x90000), 16 frames 0.25 s apart from Something-Something v2, effective batch 16 x 4 x 4 GPUs = 256.
 # Set SSV2_DIR (or pass --dataset_dir); pre-encode the latents once with utils/pre_encode_videos.py and pass
 # --latents_dir to skip decoding videos and running the VAE in every step.
