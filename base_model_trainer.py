@@ -31,7 +31,7 @@ from model.vid.common import frame_features
 from model.vid.ebt import EBT_VID
 from model.vid.encoders import build_frame_encoder
 from utils.metrics import exact_match, token_f1
-from utils.optimization import adamw_implementation, build_lr_scheduler, build_param_groups
+from utils.optimization import OPTIMIZERS, adamw_implementation, build_lr_scheduler, build_param_groups
 
 MODELS = {("NLP", "ebt"): EBT_NLP, ("NLP", "baseline_transformer"): Baseline_Transformer_NLP,
           ("IMG", "ebt"): EBT_IMG_Denoise, ("IMG", "dit"): DiT_IMG_Denoise,
@@ -463,7 +463,7 @@ class ModelTrainer(L.LightningModule):
     def generation_step(self, batch, batch_idx):
         """--execution_mode inference: answer each prompt, write a JSON line, score EM and token F1."""
         hp = self.hparams
-        sampling = SamplingConfig(hp.infer_temp, hp.infer_topp, hp.infer_topk)
+        sampling = SamplingConfig(hp.infer_temp, hp.infer_topp, hp.infer_topk or 0)  # None (published default): all
         eos = self.tokenizer.eos_token_id
         lengths = batch["prompt_lengths"]
         with self.seeded("test", batch_idx):
@@ -515,7 +515,8 @@ class ModelTrainer(L.LightningModule):
                                     hp.mcmc_step_size_lr_multiplier)
         implementation = adamw_implementation(self.model.parameters(), hp.get("float_precision", "32-true"),
                                               hp.get("distributed_strategy", "ddp"))
-        optimizer = torch.optim.AdamW(groups, betas=(hp.beta1, hp.beta2), eps=1e-8, **implementation)
+        optimizer = OPTIMIZERS[hp.get("optimizer", "adamw")](groups, betas=(hp.beta1, hp.beta2), eps=1e-8,
+                                                               **implementation)
         scheduler = build_lr_scheduler(optimizer, hp.warm_up_steps, hp.max_scheduling_steps, hp.min_lr_scale)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

@@ -102,7 +102,7 @@ def print_rollout(report, args):
 
 
 def load_checkpoint_hparams(args, argv, path, flag, finetune=False):
-    """The checkpoint's hyperparameters with this command line's overrides (spec 1.4), and its weights."""
+    """The checkpoint's hyperparameters with this command line's overrides (docs/method.md §11.2), and its weights."""
     import torch
 
     from utils.cli import inherit_checkpoint_hparams
@@ -333,7 +333,7 @@ def run(argv=None):
     report = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("valid_")}
     print_loss_table(report, "valid", "validation",
                      kind="SmoothL1 to the next frame's features" if args.modality == "VID" else None)
-    if args.modality == "IMG":  # what the paper compares: PSNR of denoised test images (spec 5.6)
+    if args.modality == "IMG":  # what the paper compares: PSNR of denoised test images (docs/method.md §7.5)
         trainer.test(module, verbose=False)
         test = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")}
         print_loss_table(test, "test", f"test images denoised at noise level {args.denoise_images_noise_level}"

@@ -1,4 +1,4 @@
-"""Typed model configs and the model-size presets (docs/method.md).
+"""Typed model configs and the model-size presets (docs/method.md §10.1).
 
 A config lists what a model reads. Field names equal the flag names of `train_model.py`, and a field
 declared with `flag(name)` takes that flag's default from the command line's definition (utils/cli.py),
@@ -116,7 +116,7 @@ def _check_heads(width, heads):
 
 @dataclass
 class ThinkingConfig(_FromHparams):
-    """The thinking options every EBT shares, text, image or video (docs/method.md)."""
+    """The thinking options every EBT shares, text, image or video (docs/method.md §2, §4)."""
     mcmc_num_steps: int = flag("mcmc_num_steps")
     mcmc_step_size: float = flag("mcmc_step_size")
     mcmc_step_size_learnable: bool = flag("mcmc_step_size_learnable")
@@ -213,7 +213,7 @@ def _square_side(image_dims):
 
 @dataclass
 class ImageConfig(_FromHparams):
-    """Image denoising: the DiT-style network, the noise level and the diffusion schedule (docs/method.md)."""
+    """Image denoising: the DiT-style network, the noise level and the diffusion schedule (docs/method.md §7.1-7.4)."""
     image_dims: int = flag("image_dims")  # square side in pixels
     patch_size: int = flag("patch_size")
     embedding_dim: int = 128
@@ -260,7 +260,7 @@ class ImageEBTConfig(ImageConfig, ThinkingConfig):
 @dataclass
 class TextToImageConfig(_FromHparams):
     """Text-to-image: a network over frozen SD-VAE latents, conditioned on a frozen CLIP caption embedding
-    (docs/method.md). The network sees latents of side image_dims / 8."""
+    (docs/method.md §7.6). The network sees latents of side image_dims / 8."""
     image_dims: int = flag("image_dims")  # square side in pixels
     patch_size: int = flag("patch_size")  # on the latent grid
     embedding_dim: int = 128
@@ -309,7 +309,7 @@ class TextToImageEBTConfig(TextToImageConfig, ThinkingConfig):
 
 @dataclass
 class VideoConfig(TransformerConfig):
-    """Next-frame prediction in a frozen encoder's feature space (docs/method.md): the causal trunk sees
+    """Next-frame prediction in a frozen encoder's feature space (docs/method.md §8): the causal trunk sees
     frame features down-projected to its width; predictions live in the feature space."""
     feature_dim: int = 3136  # the encoder's per-frame feature size (SD-VAE latents of 224x224 frames)
     weight_tie_vae_proj: bool = flag("weight_tie_vae_proj")  # Transformer++: up-projection = down-projection^T
@@ -334,7 +334,7 @@ class VideoEBTConfig(VideoConfig, ThinkingConfig):
 
 @dataclass
 class InferenceConfig(_FromHparams):
-    """System 2 thinking at test time (docs/method.md); used with --infer_ebt_advanced."""
+    """System 2 thinking at test time (docs/method.md §5.1-5.3); used with --infer_ebt_advanced."""
     infer_ebt_num_steps: int = flag("infer_ebt_num_steps")
     infer_ebt_override_alpha: float = flag("infer_ebt_override_alpha")  # 0: trained; (0, 1): multiplier; >= 1: value
     infer_langevin_dynamics_noise: float = flag("infer_langevin_dynamics_noise")  # 0: the trained noise std

@@ -107,6 +107,14 @@ def test_bad_input_stops_before_any_work_with_one_line(argv, message, capsys, tm
     assert not (tmp_path / "logs").exists()  # nothing was started
 
 
+def test_no_flags_points_at_the_quickstart(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert train_model.main([]) == 2
+    err = capsys.readouterr().err
+    assert "bash job_scripts/quickstart.sh runs the offline CPU quickstart" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "logs").exists()
+
+
 def test_unknown_tokenizer_is_reported(capsys, tmp_path):
     status = train_model.main(NLP + ["--tokenizer", str(tmp_path / "missing_tokenizer"), "--log_dir", str(tmp_path)])
     assert status == 2

@@ -9,7 +9,8 @@ from model.nlp.ebt import EBT_NLP
 from model.thinking import think
 
 TINY = dict(vocab_size=40, context_length=12, embedding_dim=32, num_transformer_blocks=2,
-            multiheaded_attention_heads=4, pad_token_id=39, mcmc_num_steps=2)
+            multiheaded_attention_heads=4, pad_token_id=39, mcmc_num_steps=2,
+            normalize_initial_condition=True, mcmc_step_size_learnable=True)  # the paper's settings
 
 
 def trunk(ebt_type, dtype=torch.float64):

@@ -15,7 +15,8 @@ from model.nlp.common import inputs_and_targets
 from tests.test_training import tiny_run
 
 TINY_EBT = dict(vocab_size=40, context_length=12, embedding_dim=32, num_transformer_blocks=2,
-                multiheaded_attention_heads=4, pad_token_id=39, ebt_type="time_embed", mcmc_step_size=5.0)
+                multiheaded_attention_heads=4, pad_token_id=39, ebt_type="time_embed", mcmc_step_size=5.0,
+            normalize_initial_condition=True, mcmc_step_size_learnable=True)  # the paper's settings
 
 
 @pytest.fixture(scope="module")

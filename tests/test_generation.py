@@ -8,7 +8,7 @@ from model.nlp.baseline_transformer import Baseline_Transformer_NLP
 from model.nlp.ebt import EBT_NLP
 
 TINY = dict(vocab_size=40, context_length=24, embedding_dim=32, num_transformer_blocks=2,
-            multiheaded_attention_heads=4, pad_token_id=39, mcmc_step_size=5.0,
+            multiheaded_attention_heads=4, pad_token_id=39, mcmc_step_size=5.0, normalize_initial_condition=True, mcmc_step_size_learnable=True,
             denoising_initial_condition="zeros")  # a deterministic initial guess: both paths think alike
 
 

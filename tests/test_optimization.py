@@ -7,7 +7,8 @@ from model.nlp.ebt import EBT_NLP
 from utils.optimization import build_lr_scheduler, build_param_groups
 
 TINY = dict(vocab_size=40, context_length=12, embedding_dim=32, num_transformer_blocks=2,
-            multiheaded_attention_heads=4, pad_token_id=39, ebt_type="time_embed")
+            multiheaded_attention_heads=4, pad_token_id=39, ebt_type="time_embed",
+            normalize_initial_condition=True, mcmc_step_size_learnable=True)  # the paper's settings
 PEAK, MULT, W, TOTAL, SCALE = 1e-3, 1500.0, 10, 110, 10.0
 
 

@@ -9,6 +9,7 @@ import time
 
 import pytest
 import torch
+from job_script_argv import quickstart_argv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -22,7 +23,7 @@ def test_sigusr1_checkpoints_requeues_and_the_restart_resumes(tmp_path, corpus):
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_JOB_ID="4242", SLURM_ARRAY_JOB_ID="4242",
                SLURM_ARRAY_TASK_ID="0", SLURM_NTASKS="1", SLURM_JOB_NAME="ebt_s1", SLURM_PROCID="0",
                SLURM_LOCALID="0", SLURM_NODEID="0", SLURM_NODELIST="node1", WANDB_MODE="disabled")
-    argv = [sys.executable, "train_model.py", "--dataset_name", "text", "--dataset_dir", corpus, "--model_size", "4xs",
+    argv = [sys.executable, "train_model.py", *quickstart_argv(), "--dataset_name", "text", "--dataset_dir", corpus, "--model_size", "4xs",
             "--context_length", "16", "--batch_size_per_device", "4", "--max_steps", "400", "--warm_up_steps", "5",
             "--val_check_interval", "400", "--limit_val_batches", "2", "--no_wandb", "--log_every_n_steps", "1",
             "--log_dir", str(tmp_path / "logs"), "--is_slurm_run"]

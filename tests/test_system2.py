@@ -7,7 +7,8 @@ from model.replay_buffer import CausalReplayBuffer
 from model.thinking import landscape_schedule, think
 
 TINY = dict(vocab_size=40, context_length=12, embedding_dim=32, num_transformer_blocks=2,
-            multiheaded_attention_heads=4, pad_token_id=39, ebt_type="time_embed", mcmc_step_size=5.0)
+            multiheaded_attention_heads=4, pad_token_id=39, ebt_type="time_embed", mcmc_step_size=5.0,
+            normalize_initial_condition=True, mcmc_step_size_learnable=True)  # the paper's settings
 
 
 def batch(rows=3, seed=0):

@@ -13,7 +13,8 @@ from model.nlp.vocab_step import (DEFAULT_CHUNK_MB, chunk_rows, embed_probabilit
 
 V, PAD = 29, 28
 TINY = dict(vocab_size=V, context_length=6, embedding_dim=16, num_transformer_blocks=1,
-            multiheaded_attention_heads=2, pad_token_id=PAD, mcmc_num_steps=2, mcmc_step_size=5.0)
+            multiheaded_attention_heads=2, pad_token_id=PAD, mcmc_num_steps=2, mcmc_step_size=5.0,
+            normalize_initial_condition=True, mcmc_step_size_learnable=True)  # the paper's settings
 
 
 def close(a, b, tol=1e-9):
@@ -197,7 +198,7 @@ def test_bf16_autocast_fused_stays_close_to_current():
 def test_fallback_options_run_the_current_path():
     for flag in (dict(no_mcmc_detach=True), dict(clamp_futures_grad=True), dict(absolute_clamp=5.0)):
         assert not EBTConfig(**TINY, **flag).uses_fused_vocab_step
-        with pytest.raises(ValueError, match=f"--{next(iter(flag))} .*use 'auto' or 'off'"):
+        with pytest.raises(ValueError, match=f"--{next(iter(flag))} .*use auto \\(or off\\)"):
             EBTConfig(**TINY, **flag, fused_vocab_loss="on")
     assert EBTConfig(**TINY).uses_fused_vocab_step
     assert not EBTConfig(**TINY, fused_vocab_loss="off").uses_fused_vocab_step

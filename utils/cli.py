@@ -18,6 +18,7 @@ from data.nlp.downstream import is_downstream
 from data.img.splits import DATASET_ALIASES, IMAGE_DATASETS
 from data.vid.splits import DATASET_ALIASES as VIDEO_ALIASES
 from data.vid.splits import VIDEO_DATASETS
+from utils.optimization import OPTIMIZERS
 from model.config import (CONFIGS, EBT_TYPES, FUSED_VOCAB_LOSS_CHOICES, IMAGE_MODEL_SIZES, MODEL_SIZES,
                           SUGGESTED_PEAK_LR, InferenceConfig, config_class)
 
@@ -79,7 +80,7 @@ def build_parser():
                    help="ebt = Energy-Based Transformer; baseline_transformer = Transformer++ (Llama-style)")
     g.add_argument("--model_size", default="xxs", choices=list(MODEL_SIZES) + list(IMAGE_MODEL_SIZES),
                    metavar="{" + ",".join(MODEL_SIZES) + ",EBT-S/2,...,DiT-XL/16}",
-                   help="preset (layers, heads, width) of spec 1.3, or an image preset in DiT's naming "
+                   help="preset (layers, heads, width) of docs/method.md §10.1, or an image preset in DiT's naming "
                         "(EBT|DiT)-(S|B|L|XL)/(2|4|8|16) that also sets --patch_size; --override_* flags win over it. "
                         "Published peak lr per size: " + ", ".join(f"{k} {v}" for k, v in SUGGESTED_PEAK_LR.items()))
     g.add_argument("--seed", type=int, default=33, help="seed of initialisation, data split/order and thinking noise")
@@ -101,7 +102,7 @@ def build_parser():
                    help="denoising: clean images from noisy ones (the paper's image experiments); t2i: text-to-image "
                         "on VAE latents conditioned on a CLIP caption embedding (coco_tiny / coco_medium)")
     g.add_argument("--clip_text_encoder_size", default="base",
-                   help="t2i: frozen CLIP text encoder: small | base | large | xl (spec 5.5), a hub name or a local "
+                   help="t2i: frozen CLIP text encoder: small | base | large | xl (docs/method.md §7.6), a hub name or a local "
                         "directory")
     g.add_argument("--vae_path", default=None,
                    help="frozen diffusers AutoencoderKL (t2i, and video with --backbone_type vae): a hub name or a "
@@ -162,7 +163,7 @@ def build_parser():
 
     g = p.add_argument_group("EBT thinking (System 1)")
     g.add_argument("--ebt_type", default="default", choices=EBT_TYPES,
-                   help="how the energy landscape index enters the transformer (spec 2.3-2.5)")
+                   help="how the energy landscape index enters the transformer (docs/method.md §3.4)")
     g.add_argument("--mcmc_num_steps", type=int, default=2, help="thinking steps = energy landscapes")
     g.add_argument("--mcmc_step_size", type=float, default=60.0, help="step size alpha of the gradient update")
     g.add_argument("--mcmc_step_size_learnable", action=argparse.BooleanOptionalAction, default=False,
@@ -188,7 +189,7 @@ def build_parser():
                    help="MB per chunked (rows, vocabulary) buffer of --fused_vocab_loss (default: 64 on CPU, "
                         "1024 on GPUs)")
 
-    g = p.add_argument_group("EBT System 2 training (spec 2.6-2.10; job_scripts/nlp/pretrain/ebt_s2.sh)")
+    g = p.add_argument_group("EBT System 2 training (docs/method.md §4; job_scripts/nlp/pretrain/ebt_s2.sh)")
     g.add_argument("--randomize_mcmc_step_size_scale", type=float, default=1.0,
                    help="s > 1: in training, alpha ~ U[alpha/s, alpha*s] per row and position")
     g.add_argument("--randomize_mcmc_num_steps", type=int, default=0,
@@ -223,7 +224,7 @@ def build_parser():
     g.add_argument("--mcmc_replay_buffer_sample_bs_percent", type=float, default=0.5,
                    help="replayed rows per batch as a fraction of --batch_size_per_device")
 
-    g = p.add_argument_group("evaluation and System 2 thinking at test time (spec 1.4, 4.1, 4.2)")
+    g = p.add_argument_group("evaluation and System 2 thinking at test time (docs/method.md §5, §11.2)")
     g.add_argument("--only_test", action="store_true",
                    help="evaluate --only_test_model_ckpt on the test split instead of training")
     g.add_argument("--only_test_model_ckpt", default=None, help="checkpoint to evaluate (its hyperparameters are used)")
@@ -302,7 +303,7 @@ def build_parser():
     g.add_argument("--min_lr_scale", type=float, default=10, help="each group decays to its peak / this")
     g.add_argument("--lr_scaling_rule", action="store_true",
                    help="scale the peak lr by effective batch size / 256")
-    g.add_argument("--optimizer", default="adamw", choices=["adamw"], help="optimizer")
+    g.add_argument("--optimizer", default="adamw", choices=sorted(OPTIMIZERS), help="optimizer")
 
     g = p.add_argument_group("data")
     g.add_argument("--dataset_name", default=None,
@@ -670,6 +671,9 @@ def parse_args(argv=None):
     resolve_model_size(args)
     from_checkpoint = args.only_test or args.finetuning_model_ckpt  # checked again with the checkpoint's model
     message = validate(args) or (None if from_checkpoint else unused_flag(args, written))
+    if message and not argv:  # the published defaults alone: a video run on UCF-101
+        message += ("; with no flags this is the published default run (video, ucf101); "
+                    "bash job_scripts/quickstart.sh runs the offline CPU quickstart")
     if message:
         parser.error(message)
     return args

@@ -4,6 +4,10 @@ import math
 import torch
 
 
+# --optimizer: name -> class. The published code also had LARS and StableAdamW, which its scripts never used.
+OPTIMIZERS = {"adamw": torch.optim.AdamW}
+
+
 def build_param_groups(model, peak_lr, weight_decay, step_size_lr_multiplier):
     """Two groups: the EBT step size alpha (lr x multiplier, no weight decay) and every other parameter.
 
