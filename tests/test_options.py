@@ -122,8 +122,8 @@ CHECKPOINT_OF = {
     "job_scripts/img/inference/dit_denoising.sh": "job_scripts/img/pretrain_denoising/dit.sh",
     "job_scripts/vid/inference/ebt_k400_vae.sh": "job_scripts/vid/pretrain/ebt_s1_vae.sh",
     "job_scripts/vid/inference/ebt_ssv2_vae.sh": "job_scripts/vid/pretrain/ebt_s1_vae.sh",
-    "job_scripts/vid/inference/baseline_transformer_k400_vae.sh": "job_scripts/vid/pretrain/baseline_transformer_vae.sh",
-    "job_scripts/vid/inference/baseline_transformer_ssv2_vae.sh": "job_scripts/vid/pretrain/baseline_transformer_vae.sh",
+    **{f"job_scripts/vid/inference/baseline_transformer_{data}_vae.sh":
+       "job_scripts/vid/pretrain/baseline_transformer_vae.sh" for data in ("k400", "ssv2")},
     "job_scripts/vid/inference/rollout_tiny_cpu.sh": "job_scripts/vid/pretrain/ebt_tiny_cpu.sh",
 }
 TRAIN_MODEL_SCRIPTS = sorted(os.path.relpath(p, ROOT) for p in glob.glob(f"{ROOT}/job_scripts/**/*.sh", recursive=True)

@@ -102,8 +102,8 @@ def build_parser():
                    help="denoising: clean images from noisy ones (the paper's image experiments); t2i: text-to-image "
                         "on VAE latents conditioned on a CLIP caption embedding (coco_tiny / coco_medium)")
     g.add_argument("--clip_text_encoder_size", default="base",
-                   help="t2i: frozen CLIP text encoder: small | base | large | xl (docs/method.md §7.6), a hub name or a local "
-                        "directory")
+                   help="t2i: frozen CLIP text encoder: small | base | large | xl (docs/method.md §7.6), a hub name or "
+                        "a local directory")
     g.add_argument("--vae_path", default=None,
                    help="frozen diffusers AutoencoderKL (t2i, and video with --backbone_type vae): a hub name or a "
                         "local directory; default: the published stabilityai/sd-vae-ft-ema (t2i) / -ft-mse (video)")
@@ -132,8 +132,8 @@ def build_parser():
 
     g = p.add_argument_group("video (--modality VID)")
     g.add_argument("--backbone_type", default="dinov2", choices=["pixels", "vae", "dinov2"],
-                   help="frozen frame encoder whose space the models predict in: pixels (no network, the offline "
-                        "default), vae (SD-VAE latents), dinov2 (CLS feature)")
+                   help="frozen frame encoder whose space the models predict in: dinov2 (CLS feature), vae "
+                        "(SD-VAE latents), pixels (no network: the offline recipes')")
     g.add_argument("--vit_backbone_size", default="base", choices=["small", "base", "large", "giant"],
                    help="DINOv2 size for --backbone_type dinov2")
     g.add_argument("--pixel_pooling", type=int, default=1,
@@ -307,11 +307,11 @@ def build_parser():
 
     g = p.add_argument_group("data")
     g.add_argument("--dataset_name", default=None,
-                   help="text: shakespeare (default) | bbc_news (bundled) | text (--dataset_dir) | pajama | fineweb "
-                        "| nlp_synthetic, or a question/answer set; images: natural_images (default) | mnist "
-                        "(bundled) | image_folder (--dataset_dir) | coco_tiny | coco_medium | imagenet; video: "
-                        "moving_mnist (default, bundled digits) | video_folder (--dataset_dir) | k400 | something "
-                        "(ssv2) | ucf101 | aggregate")
+                   help="text: pajama (default) | fineweb | shakespeare, bbc_news (bundled) | text (--dataset_dir) "
+                        "| nlp_synthetic, or a question/answer set; images: coco_medium (default) | coco_tiny | "
+                        "natural_images, mnist (bundled) | image_folder (--dataset_dir) | imagenet; video: ucf101 "
+                        "(default) | moving_mnist (bundled digits) | video_folder (--dataset_dir) | k400 | something "
+                        "(ssv2) | aggregate")
     g.add_argument("--dataset_dir", default="", help="local data folder (text files, or a saved/HF cache copy)")
     g.add_argument("--validation_split_pct", type=float, default=0.1, help="fraction of rows held out for validation")
     g.add_argument("--num_workers", type=int, default=4, help="data-loader workers per device")
@@ -503,7 +503,8 @@ def validate_video_args(args):
         return "--backbone_type vae needs --image_dims divisible by 8 (the VAE downsamples by 8)"
     if args.backbone_type == "pixels" and (args.image_dims[0] % args.pixel_pooling
                                            or args.image_dims[1] % args.pixel_pooling):
-        return f"--pixel_pooling {args.pixel_pooling} must divide --image_dims {args.image_dims[0]} {args.image_dims[1]}"
+        return (f"--pixel_pooling {args.pixel_pooling} must divide --image_dims {args.image_dims[0]} "
+                f"{args.image_dims[1]}")
     if args.vae_normalization and args.custom_image_normalization:
         return "choose one of --vae_normalization and --custom_image_normalization"
     frames = args.context_length + 1
