@@ -20,57 +20,10 @@ from inference.img.generate_image import denoise_batch, psnr, save_image_grid
 from inference.nlp.generate_text import SamplingConfig, generate
 from inference.vid.generate_video import rollout, rollout_metrics, save_frame_strips
 from model.config import InferenceConfig
-from model.img.dit_denoise import DiT_IMG_Denoise
-from model.img.dit_t2i import DiT_IMG_T2I
-from model.img.ebt_denoise import EBT_IMG_Denoise
-from model.img.ebt_t2i import EBT_IMG_T2I
-from model.nlp.baseline_transformer import Baseline_Transformer_NLP
-from model.nlp.ebt import EBT_NLP
-from model.vid.baseline_transformer import Baseline_Transformer_VID
+from model.registry import build_model, build_video_encoder
 from model.vid.common import frame_features
-from model.vid.ebt import EBT_VID
-from model.vid.encoders import build_frame_encoder
 from utils.metrics import exact_match, token_f1
 from utils.optimization import OPTIMIZERS, adamw_implementation, build_lr_scheduler, build_param_groups
-
-MODELS = {("NLP", "ebt"): EBT_NLP, ("NLP", "baseline_transformer"): Baseline_Transformer_NLP,
-          ("IMG", "ebt"): EBT_IMG_Denoise, ("IMG", "dit"): DiT_IMG_Denoise,
-          ("IMG-t2i", "ebt"): EBT_IMG_T2I, ("IMG-t2i", "dit"): DiT_IMG_T2I,
-          ("VID", "ebt"): EBT_VID, ("VID", "baseline_transformer"): Baseline_Transformer_VID}
-
-
-def build_model(hp, video_encoder=None):
-    """The model class for (modality, model_name), built from the hyperparameters (video: with its frozen frame
-    encoder, built here unless given)."""
-    modality = "IMG-t2i" if hp["modality"] == "IMG" and hp.get("image_task") == "t2i" else hp["modality"]
-    key = (modality, hp["model_name"])
-    if key not in MODELS:
-        raise ValueError(f"no model for --modality {key[0]} --model_name {key[1]}; "
-                         f"available: {sorted(MODELS)}")
-    if hp["modality"] == "VID":
-        return MODELS[key](hp, encoder=video_encoder or build_video_encoder(hp))
-    return MODELS[key](hp)
-
-
-def load_trained_model(path):
-    """(model in eval mode, its hyperparameters) from a training checkpoint of this project; ValueError if the file
-    is not one. Video models get their frozen encoder built from the hyperparameters."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        hp = checkpoint["hyper_parameters"]
-    except Exception as error:  # a truncated or foreign file
-        raise ValueError(f"{path} is not a checkpoint of this project ({type(error).__name__}: {error})") from error
-    model = build_model(hp)
-    model.load_state_dict({k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()
-                           if k.startswith("model.")})
-    return model.eval(), hp
-
-
-def build_video_encoder(hp):
-    """The frozen frame encoder of --backbone_type (pixels, vae, dinov2)."""
-    return build_frame_encoder(hp["backbone_type"], list(hp["image_dims"]), hp["vit_backbone_size"], hp["vae_path"],
-                               hp["sdxl_vae_standardization"], hp["pixel_pooling"])
-
 
 def step_seed(seed, step, rank=0, phase="train"):
     """Seed of one step's randomness (the initial guesses), a pure function of (seed, step, rank, phase).

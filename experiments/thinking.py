@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from base_model_trainer import load_trained_model  # noqa: E402
+from model.registry import load_trained_model  # noqa: E402
 from data.nlp import build_collator, build_splits, load_tokenizer  # noqa: E402
 from experiments.common import finished_run, newest_run, run_commands  # noqa: E402
 from model.config import InferenceConfig  # noqa: E402

@@ -363,10 +363,16 @@ CONFIGS = {("NLP", "ebt"): EBTConfig, ("NLP", "baseline_transformer"): Transform
            ("VID", "ebt"): VideoEBTConfig, ("VID", "baseline_transformer"): VideoConfig}
 
 
+def model_key(hp):
+    """(task, model name) of the model the hyperparameters choose: the key of CONFIGS and model.registry.MODELS."""
+    modality, model_name = _get(hp, "modality"), _get(hp, "model_name")
+    return "IMG-t2i" if modality == "IMG" and _get(hp, "image_task") == "t2i" else modality, model_name
+
+
 def config_class(hp):
     """The config class of the model that the hyperparameters choose; ValueError for a model that does not exist."""
-    modality, model_name = _get(hp, "modality"), _get(hp, "model_name")
-    key = ("IMG-t2i" if modality == "IMG" and _get(hp, "image_task") == "t2i" else modality, model_name)
+    key = model_key(hp)
+    modality, model_name = _get(hp, "modality"), key[1]
     if key not in CONFIGS:
         models = sorted(name for (task, name) in CONFIGS if task == key[0])
         raise ValueError(f"--modality {modality} has no model {model_name}: use --model_name {' or '.join(models)}")

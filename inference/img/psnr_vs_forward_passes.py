@@ -25,7 +25,7 @@ from model.img.denoising import pixel_mse  # noqa: E402
 
 def load_image_model(path):
     """(model in eval mode, its hyperparameters) from a training checkpoint of an image denoiser."""
-    from base_model_trainer import load_trained_model
+    from model.registry import load_trained_model
 
     try:
         model, hp = load_trained_model(path)
