@@ -8,13 +8,11 @@ from argparse import Namespace
 import lightning as L
 import torch
 import torchmetrics
-from torch.utils.data import DataLoader, default_collate
+from torch.utils.data import DataLoader
 
-from data.img.splits import build_image_splits, image_collate
-from data.vid.splits import build_video_splits
 from data.vid.transforms import denormalize_frames
-from data.vid_latents import LatentVideoDataset
-from data.nlp import build_collator, build_splits, load_tokenizer, reference_answer
+from data.nlp import reference_answer
+from data.tasks import data_task
 from data.samplers import ResumableBatchSampler
 from inference.img.generate_image import denoise_batch, psnr, save_image_grid
 from inference.nlp.generate_text import SamplingConfig, generate
@@ -119,63 +117,15 @@ class ModelTrainer(L.LightningModule):
     def setup(self, stage):
         if self._data_ready:  # built once, also when train_model.py builds it before Lightning
             return
-        hp = Namespace(**self.hparams)
-        if self.is_video:
-            self.train_dataset, self.valid_dataset, self.test_dataset = self.video_splits(hp, stage)
-        elif self.is_image:
-            self.train_dataset, self.valid_dataset, self.test_dataset = build_image_splits(
-                hp.dataset_name, hp.image_dims, hp.seed, hp.dataset_dir or None,
-                clip_tokenizer=self.model.tokenizer if self.is_text_to_image else None,
-                use_rand_caption=hp.use_rand_caption,
-                stage="test" if stage == "test" else None,  # training runs end with a test
-                validation_fraction=hp.validation_split_pct, test_fraction=hp.validation_split_pct)
-        else:
-            self.tokenizer = load_tokenizer(hp.tokenizer)
-            self.train_dataset, self.valid_dataset, self.test_dataset = build_splits(hp, self.tokenizer, stage)
+        self.data_task = data_task(self.hparams)
+        self.tokenizer = getattr(self.data_task, "tokenizer", None)
+        self.train_dataset, self.valid_dataset, self.test_dataset = self.data_task.splits(self.model, stage)
         self._data_ready = True
-
-    @property
-    def video_normalization(self):
-        """How frames are normalised: the flags' choice, else what the encoder expects."""
-        hp = self.hparams
-        return ("vae" if hp.vae_normalization else "custom" if hp.custom_image_normalization
-                else self.model.encoders.input_normalization)
-
-    def video_splits(self, hp, stage):
-        """Clips of context_length + 1 frames: pre-encoded latents (--latents_dir/<split>) or decoded videos."""
-        if hp.latents_dir:
-            splits = []
-            for split in ("train", "validation", "test"):
-                folder = os.path.join(hp.latents_dir, split)
-                if not os.path.isdir(folder) or (stage == "test") != (split == "test"):
-                    splits.append(None)
-                    continue
-                dataset = LatentVideoDataset(folder)
-                dataset.check_encoder(self.model.encoders)
-                if dataset.num_frames != hp.context_length + 1:
-                    raise ValueError(f"--latents_dir {folder} holds clips of {dataset.num_frames} frames; this run "
-                                     f"needs {hp.context_length + 1} (--context_length + 1)")
-                splits.append(dataset)
-            needed = ["test"] if stage == "test" else ["train", "validation"]
-            missing = [n for n, d in zip(("train", "validation", "test"), splits) if d is None and n in needed]
-            if missing:
-                raise ValueError(f"--latents_dir {hp.latents_dir} has no {' / '.join(missing)} split; pre-encode it "
-                                 f"with python utils/pre_encode_videos.py --split {missing[0]} ...")
-            return tuple(splits)
-        return build_video_splits(
-            hp.dataset_name, hp.context_length + 1, list(hp.image_dims), hp.seed, hp.dataset_dir or None,
-            normalization=self.video_normalization, time_between_frames=hp.time_between_frames,
-            sampling_rate=hp.sampling_rate, use_raw_framerate=hp.use_raw_framerate,
-            no_randomness=hp.no_randomness_dataloader, validation_fraction=hp.validation_split_pct,
-            stage="test" if stage == "test" else None)
 
     def _loader_kwargs(self):
         workers = self.hparams.num_workers
-        collate = (default_collate if self.is_video else image_collate if self.is_image
-                   else build_collator(self.hparams, self.tokenizer))
-        # video clips are drawn per epoch (set_epoch): workers must restart each epoch to see it
-        return dict(collate_fn=collate, num_workers=workers,
-                    persistent_workers=workers > 0 and not self.is_video,
+        return dict(collate_fn=self.data_task.collate(), num_workers=workers,
+                    persistent_workers=workers > 0 and not self.data_task.restart_workers_each_epoch,
                     pin_memory=torch.cuda.is_available(),
                     prefetch_factor=self.hparams.prefetch_factor if workers > 0 else None)
 
@@ -335,8 +285,9 @@ class ModelTrainer(L.LightningModule):
         if every > 0 and batch_idx % every == 0 and self.image_dir and self.global_rank == 0:
             encoder = self.model.encoders
             # back to frames, then to [0, 1] from the data's normalisation (aggregate + custom mixes two)
-            if encoder.can_decode and not (hp.dataset_name == "aggregate" and self.video_normalization == "custom"):
-                to_pixels = lambda f: denormalize_frames(encoder.decode(f), self.video_normalization,
+            normalization = self.data_task.normalization(self.model)
+            if encoder.can_decode and not (hp.dataset_name == "aggregate" and normalization == "custom"):
+                to_pixels = lambda f: denormalize_frames(encoder.decode(f), normalization,
                                                          hp.dataset_name)[0].clamp(0, 1)
                 real = to_pixels(features[:1, :total])
                 fake = to_pixels(torch.cat([features[:1, :k], predicted[:1]], 1))

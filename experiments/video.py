@@ -47,18 +47,19 @@ def copy_last_frame_mse(checkpoint_path, test_batches):
     """Per-frame MSE of predicting every future frame as the last real one, on the rollouts' test clips."""
     from torch.utils.data import DataLoader
 
-    from base_model_trainer import ModelTrainer
+    from data.tasks import data_task
+    from model.registry import load_trained_model
     from model.vid.common import frame_features
 
-    module = ModelTrainer(torch.load(checkpoint_path, map_location="cpu", weights_only=False)["hyper_parameters"])
-    module.setup("test")  # the run's test clips and frozen encoder (no trained weights needed)
-    loader = DataLoader(module.test_dataset, batch_size=module.hparams.batch_size_per_device)
+    model, hp = load_trained_model(checkpoint_path)  # for the run's frozen encoder and test clips
+    encoders = model.encoders
+    loader = DataLoader(data_task(hp).splits(model, "test")[2], batch_size=hp["batch_size_per_device"])
     total, count = None, 0
     for i, batch in enumerate(loader):
         if i == test_batches:
             break
         with torch.no_grad():
-            features = frame_features(batch, module.model.encoders)
+            features = frame_features(batch, encoders)
         last = features[:, CONDITION_FRAMES - 1:CONDITION_FRAMES]
         mse = (features[:, CONDITION_FRAMES:TOTAL_FRAMES] - last).pow(2).mean(dim=(0, 2)) * features.shape[0]
         total, count = (mse if total is None else total + mse), count + features.shape[0]

@@ -34,7 +34,10 @@ def build_model(hp, video_encoder=None):
     config_class(hp)  # the one message for a model that does not exist
     model_class = MODELS[model_key(hp)]
     if hp["modality"] == "VID":
-        return model_class(hp, encoder=video_encoder or build_video_encoder(hp))
+        encoder = video_encoder or build_video_encoder(hp)
+        if hp.get("feature_dim") is None:  # predictions live in the encoder's feature space
+            hp = dict(hp, feature_dim=encoder.feature_dim)
+        return model_class(hp, encoder=encoder)
     return model_class(hp)
 
 

@@ -9,7 +9,8 @@ from argparse import Namespace
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from data.nlp import build_collator, build_splits, load_tokenizer
+from data.tasks import data_task
+from model.registry import build_model
 
 
 def debug_dataloader(hp):
@@ -18,9 +19,9 @@ def debug_dataloader(hp):
     hp = Namespace(**vars(hp))
     if hp.modality != "NLP":
         return _debug_samples(hp)
-    tokenizer = load_tokenizer(hp.tokenizer)
-    dataset = build_splits(hp, tokenizer, "fit")[0]
-    loader = DataLoader(dataset, batch_size=hp.batch_size_per_device, collate_fn=build_collator(hp, tokenizer),
+    data = data_task(hp)
+    tokenizer = data.tokenizer
+    loader = DataLoader(data.splits(None, "fit")[0], batch_size=hp.batch_size_per_device, collate_fn=data.collate(),
                         num_workers=0)
     stats = {"batches": 0, "rows": 0, "tokens": 0, "max_length": 0}
     for batch in tqdm(loader, desc=f"{hp.dataset_name} (train)", unit="batch"):
@@ -35,13 +36,11 @@ def debug_dataloader(hp):
 
 
 def _debug_samples(hp):
-    """Images and video: the trainer's own training split and collator, every batch once."""
-    from base_model_trainer import ModelTrainer
-
-    trainer = ModelTrainer(hp)
-    trainer.setup("fit")
-    loader = DataLoader(trainer.train_dataset, batch_size=hp.batch_size_per_device,
-                        collate_fn=trainer._loader_kwargs()["collate_fn"], num_workers=0)
+    """Images and video: the run's training split and collator, every batch once (the model supplies the frozen
+    parts the data needs: the CLIP tokenizer of text-to-image, the frame encoder of video)."""
+    data = data_task(hp)
+    loader = DataLoader(data.splits(build_model(vars(hp)), "fit")[0], batch_size=hp.batch_size_per_device,
+                        collate_fn=data.collate(), num_workers=0)
     stats = {"batches": 0, "samples": 0}
     for batch in tqdm(loader, desc=f"{hp.dataset_name} (train)", unit="batch"):
         first = next(iter(batch.values()))
