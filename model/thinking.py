@@ -182,6 +182,33 @@ class EnergyMinimizer(nn.Module):
                                                         requires_grad=False)
         self.grad_clamp_max_change = cfg.clamp_futures_grad_max_change
 
+    def think_for_loss(self, observed, training, final_energy, inference):
+        """(thinking result, whether it holds the final energy) for a batch: System 2 thinking at test time when
+        `inference` (an InferenceConfig) is given, else the trained schedule (a second-order graph only when
+        training). final_energy None: the energy after thinking outside training only."""
+        if inference is not None:
+            return self.advanced_inference(observed, inference), True
+        final_energy = not training if final_energy is None else final_energy
+        return self(observed, learning=training, final_energy=final_energy), final_energy
+
+    def thinking_report(self, result, step_losses, final_energy, mean=torch.mean):
+        """The loss and logs every EBT reports for a thinking result and its per-step losses (T,): the mean over
+        the steps (the last step's alone with --truncate_mcmc), each step's loss and the mean energy it started
+        from, the energy drop while thinking and, when asked, the energy after thinking. `mean` averages an
+        energy tensor (text: over the non-pad targets)."""
+        step_energies = torch.stack([mean(e.detach()) for e in result.energies])
+        out = {
+            "loss": step_losses[-1] if self.cfg.truncate_mcmc else step_losses.mean(),
+            "initial_loss": step_losses[0].detach(),
+            "final_step_loss": step_losses[-1].detach(),
+            "initial_final_pred_energies_gap": step_energies[0] - step_energies[-1],
+            "step_losses": step_losses.detach(),  # (T,) loss after each thinking step
+            "step_energies": step_energies,  # (T,) mean energy each step started from
+        }
+        if final_energy:
+            out["final_energy"] = mean(result.final_energy.detach())
+        return out
+
     def num_evaluation_steps(self):
         """Thinking steps outside training (the maximum of a randomised schedule)."""
         c = self.cfg

@@ -72,28 +72,15 @@ class EBT_IMG_Denoise(EnergyMinimizer):
         t = self.noising.training_timesteps(x0.shape[0], x0.device,
                                             training and self.cfg.randomize_denoise_images_noise_level)
         noised = self.noising.noise(x0, t)
-        final_energy = not training if final_energy is None else final_energy
-        if inference is not None:
-            result, final_energy = self.advanced_inference(noised, inference), True
-        else:
-            result = self(noised, learning=training, final_energy=final_energy)
+        result, final_energy = self.think_for_loss(noised, training, final_energy, inference)
         step_losses = torch.stack([F.smooth_l1_loss(x, x0) for x in result.states])
-        loss = step_losses[-1] if self.cfg.truncate_mcmc else step_losses.mean()
-        step_energies = torch.stack([e.detach().mean() for e in result.energies])
         final = result.states[-1].detach()
         pixel_errors = pixel_mse(final, x0)
-        out = {
-            "loss": loss,
-            "initial_loss": F.smooth_l1_loss(noised, x0).detach(),
-            "final_step_loss": step_losses[-1].detach(),
-            "initial_final_pred_energies_gap": step_energies[0] - step_energies[-1],
+        return {
+            **self.thinking_report(result, step_losses, final_energy),
+            "initial_loss": F.smooth_l1_loss(noised, x0).detach(),  # of the noisy input itself
             "l1_loss": F.l1_loss(final, x0),
-            "step_losses": step_losses.detach(),
-            "step_energies": step_energies,
             "pixel_mse": pixel_errors,  # (B,), for PSNR
             "mse_raw_loss": pixel_errors.mean(),
             "count": torch.tensor(x0.shape[0], device=x0.device),
         }
-        if final_energy:
-            out["final_energy"] = result.final_energy.mean()
-        return out

@@ -86,25 +86,12 @@ class EBT_IMG_T2I(FollowsDevice, EnergyMinimizer):
         """Loss and logs for batch {"image": (B, 3, S, S) in [-1, 1], "caption": tokens} (docs/method.md §7.6)."""
         target = self.encoders.latents(batch["image"])  # (B, 4, s, s)
         training = phase == "train"
-        final_energy = not training if final_energy is None else final_energy
-        if inference is not None:
-            result, final_energy = self.advanced_inference(batch["caption"], inference), True
-        else:
-            result = self(batch["caption"], learning=training, final_energy=final_energy)
+        result, final_energy = self.think_for_loss(batch["caption"], training, final_energy, inference)
         step_losses = torch.stack([F.smooth_l1_loss(z, target) for z in result.states])
-        loss = step_losses[-1] if self.cfg.truncate_mcmc else step_losses.mean()
-        step_energies = torch.stack([e.detach().mean() for e in result.energies])
         final = result.states[-1].detach()
-        out = {
-            "loss": loss,
-            "final_step_loss": step_losses[-1].detach(),
-            "initial_final_pred_energies_gap": step_energies[0] - step_energies[-1],
+        return {
+            **self.thinking_report(result, step_losses, final_energy),
             "l1_loss": F.l1_loss(final, target),
             "mse_raw_loss": F.mse_loss(final, target),  # in latent space
-            "step_losses": step_losses.detach(),
-            "step_energies": step_energies,
             "count": torch.tensor(target.shape[0], device=target.device),
         }
-        if final_energy:
-            out["final_energy"] = result.final_energy.mean()
-        return out

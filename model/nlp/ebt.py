@@ -205,27 +205,12 @@ class EBT_NLP(EnergyMinimizer):
         smoothed_steps = T if training else 1
         step_losses = torch.stack(result.losses or [self.step_loss(z, targets, i, smoothed_steps)
                                                      for i, z in enumerate(result.states)])
-        loss = step_losses[-1] if self.cfg.truncate_mcmc else step_losses.mean()
-        out = {}
-        if self.cfg.contrastive_loss and training:
-            out["contrastive_loss"] = self.contrastive_loss(inputs, targets, result.energies[-1])
-            loss = loss + self.cfg.contrastive_loss_coeff * out["contrastive_loss"]
-            out["contrastive_loss"] = out["contrastive_loss"].detach()
-
         not_pad = (targets != self.cfg.pad_token_id).float()
-        token_mean = lambda e: (e.detach() * not_pad).sum() / not_pad.sum().clamp(min=1)
-        step_energies = torch.stack([token_mean(e) for e in result.energies])
-        final = step_losses[-1].detach()
-        if final_energy:
-            out["final_energy"] = token_mean(result.final_energy)
-        return {
-            **out,
-            "loss": loss,
-            "initial_loss": step_losses[0].detach(),
-            "final_step_loss": final,
-            "perplexity": final.exp(),
-            "initial_final_pred_energies_gap": step_energies[0] - step_energies[-1],
-            "step_losses": step_losses.detach(),  # (T,) loss after each thinking step
-            "step_energies": step_energies,  # (T,) mean energy each step started from
-            "count": count_target_tokens(targets, self.cfg.pad_token_id),
-        }
+        token_mean = lambda e: (e * not_pad).sum() / not_pad.sum().clamp(min=1)
+        out = self.thinking_report(result, step_losses, final_energy, mean=token_mean)
+        if self.cfg.contrastive_loss and training:
+            contrastive = self.contrastive_loss(inputs, targets, result.energies[-1])
+            out["loss"] = out["loss"] + self.cfg.contrastive_loss_coeff * contrastive
+            out["contrastive_loss"] = contrastive.detach()
+        return {**out, "perplexity": out["final_step_loss"].exp(),
+                "count": count_target_tokens(targets, self.cfg.pad_token_id)}

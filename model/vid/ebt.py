@@ -99,24 +99,10 @@ class EBT_VID(FollowsDevice, EnergyMinimizer):
         """Loss and logs for a batch of C+1 frames: {"video": (B, C+1, 3, H, W)} or {"latents": (B, C+1, F)}."""
         inputs, targets = inputs_and_targets(frame_features(batch, self.encoders))
         training = phase == "train"
-        final_energy = not training if final_energy is None else final_energy
-        if inference is not None:
-            result, final_energy = self.advanced_inference(inputs, inference), True
-        else:
-            result = self(inputs, learning=training, final_energy=final_energy)
+        result, final_energy = self.think_for_loss(inputs, training, final_energy, inference)
         step_losses = torch.stack([next_frame_loss(p, targets) for p in result.states])
-        loss = step_losses[-1] if self.cfg.truncate_mcmc else step_losses.mean()
-        step_energies = torch.stack([e.detach().mean() for e in result.energies])
-        out = {
-            "loss": loss,
-            "initial_loss": step_losses[0].detach(),
-            "final_step_loss": step_losses[-1].detach(),
-            "initial_final_pred_energies_gap": step_energies[0] - step_energies[-1],
+        return {
+            **self.thinking_report(result, step_losses, final_energy),
             "mse_loss": (result.states[-1].detach() - targets).pow(2).mean(),
-            "step_losses": step_losses.detach(),
-            "step_energies": step_energies,
             "count": torch.tensor(targets.shape[0] * targets.shape[1], device=targets.device),
         }
-        if final_energy:
-            out["final_energy"] = result.final_energy.mean()
-        return out
