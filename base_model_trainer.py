@@ -71,7 +71,7 @@ class ImageQuality(torchmetrics.Metric):
     def update(self, pixel_mse):
         mse = pixel_mse.double()
         self.mse_sum += mse.sum()
-        self.psnr_sum += (10 * torch.log10(255.0 ** 2 / mse.clamp(min=1e-10))).sum()
+        self.psnr_sum += psnr(mse).sum()
         self.images += mse.numel()
 
     def compute(self):

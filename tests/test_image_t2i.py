@@ -10,9 +10,9 @@ import model.thinking as thinking
 from model.config import InferenceConfig, TextToImageConfig, TextToImageEBTConfig
 from model.img.dit_t2i import DiT_IMG_T2I
 from model.img.ebt_t2i import EBT_IMG_T2I
-from model.img.encoders import (CLIP_TEXT_ENCODERS, VAE_SCALE, TextToImageEncoders, caption_embedding,
-                                clip_text_encoder_name, decode_latents, encode_latents, load_clip_text_encoder,
-                                load_vae)
+from model.frozen import VAE_SCALE, decode_latents, encode_latents, load_vae
+from model.img.encoders import (CLIP_TEXT_ENCODERS, TextToImageEncoders, caption_embedding, clip_text_encoder_name,
+                                load_clip_text_encoder)
 
 CLIP_DIM = 16
 CAPTIONS = ["a red cat", "two dogs"]

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from transformers import Dinov2Config, Dinov2Model
 
 from data.vid_latents import LatentVideoDataset, pre_encode, read_index, shard_file
-from model.img.encoders import FollowsDevice
+from model.frozen import FollowsDevice
 from model.vid.encoders import (DINOV2_MODELS, DINOv2FrameEncoder, PixelFrameEncoder, VAEFrameEncoder,
                                 build_frame_encoder, dinov2_model_name, feature_projection)
 from utils import pre_encode_videos

@@ -40,9 +40,11 @@ def denoise_batch(model, clean, noise_level, inference=None):
     return out
 
 
-def psnr(mean_pixel_mse):
-    """PSNR in dB of an MSE on the [0, 255] scale."""
-    return 10 * math.log10(255 ** 2 / max(float(mean_pixel_mse), 1e-10))
+def psnr(pixel_mse):
+    """PSNR in dB of an MSE on the [0, 255] scale: of one number (a float), or of each entry of a tensor."""
+    if torch.is_tensor(pixel_mse) and pixel_mse.dim() > 0:
+        return 10 * torch.log10(255.0 ** 2 / pixel_mse.clamp(min=1e-10))
+    return 10 * math.log10(255 ** 2 / max(float(pixel_mse), 1e-10))
 
 
 def to_uint8(images):

@@ -46,7 +46,7 @@ def evaluate(model, images, noise_level, batch_size, inference=None, seed=0):
         passes = out["forward_passes"]
         first = first or out
     mse = torch.cat(mses).double()
-    per_image = (10 * torch.log10(255.0 ** 2 / mse.clamp(min=1e-10))).mean()
+    per_image = psnr(mse).mean()
     return dict(pixel_mse=float(mse.mean()), psnr=psnr(mse.mean()), psnr_per_image=float(per_image),
                 forward_passes=passes, timestep=first["timestep"]), first
 

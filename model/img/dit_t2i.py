@@ -15,7 +15,8 @@ from model.config import TextToImageConfig
 from model.flops import dit_flops, num_patches
 from model.img.diffusion import GaussianDiffusion, diffusion_loss_report
 from model.img.dit import DiT
-from model.img.encoders import VAE_LATENT_CHANNELS, FollowsDevice, TextToImageEncoders
+from model.frozen import VAE_LATENT_CHANNELS, FollowsDevice
+from model.img.encoders import TextToImageEncoders
 
 
 class DiT_IMG_T2I(FollowsDevice, nn.Module):

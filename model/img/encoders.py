@@ -1,4 +1,5 @@
-"""Frozen encoders of the text-to-image models (docs/method.md §7.6): the SD-VAE and a CLIP text encoder.
+"""Frozen encoders of the text-to-image models (docs/method.md §7.6): the SD-VAE (model/frozen.py) and a CLIP
+text encoder.
 
     latents = VAE.encode(images).latent_dist.mean * 0.18215      (B, 4, S/8, S/8), images in [-1, 1]
     images  = VAE.decode(latents / 0.18215)                      (B, 3, S, S), clamped to [-1, 1]
@@ -11,16 +12,15 @@ requires_grad False and run under no_grad.
 `TextToImageEncoders` bundles the two (plus the CLIP tokenizer) for a t2i model. The model keeps it as a plain
 attribute, outside its nn.Module tree, so the encoders are not among `parameters()` (the optimiser never sees
 them) and not in `state_dict()` (checkpoints hold only the trained weights; loading a checkpoint reloads the
-encoders from `vae_path` / `clip_text_encoder_size`). `FollowsDevice` makes `.to()` / `.cuda()` move them anyway.
+encoders from `vae_path` / `clip_text_encoder_size`). `model.frozen.FollowsDevice` makes `.to()` / `.cuda()` move them anyway.
 """
 import os
 
 import torch
 
-VAE_SCALE = 0.18215  # SD-VAE latent scaling: latents of unit-ish variance
-VAE_DOWNSAMPLING = 8  # image side / latent side
-VAE_LATENT_CHANNELS = 4
-DEFAULT_VAE = "stabilityai/sd-vae-ft-ema"  # the published t2i VAE (use_ema=True)
+from model.frozen import (DEFAULT_VAE, VAE_DOWNSAMPLING, VAE_LATENT_CHANNELS, decode_latents, encode_latents, freeze,
+                          load_error, load_vae, pretrained_name, vae_downsampling)
+
 CLIP_MAX_TOKENS = 77
 
 # --clip_text_encoder_size (docs/method.md §7.6)
@@ -32,59 +32,7 @@ CLIP_TEXT_ENCODERS = {
 }
 
 
-def _freeze(module):
-    module.eval()
-    module.requires_grad_(False)
-    return module
-
-
-def _load_error(what, name, tried, error):
-    return OSError(f"could not load the {what} {name!r} (tried {tried}): {type(error).__name__}: {error}\n"
-                   f"Without access to the Hugging Face hub, save it once elsewhere with save_pretrained and pass "
-                   f"that local directory instead.")
-
-
-# ----------------------------------------------------------------------------- VAE
-
-def load_vae(name_or_dir=DEFAULT_VAE):
-    """A frozen diffusers AutoencoderKL from a hub name (e.g. stabilityai/sd-vae-ft-ema) or a local directory."""
-    from diffusers import AutoencoderKL
-    tried = f"local directory {name_or_dir}" if os.path.isdir(name_or_dir) else f"hub model {name_or_dir}"
-    try:
-        vae = AutoencoderKL.from_pretrained(name_or_dir)
-    except (OSError, ValueError) as error:  # missing files, offline hub, malformed repo ids
-        raise _load_error("VAE (vae_path)", name_or_dir, tried, error) from error
-    return _freeze(vae)
-
-
-def vae_downsampling(vae):
-    """Image side / latent side of an AutoencoderKL: one 2x downsampling between consecutive encoder blocks."""
-    return 2 ** (len(vae.config.block_out_channels) - 1)
-
-
-@torch.no_grad()
-def encode_latents(vae, images):
-    """Images (B, 3, S, S) in [-1, 1] -> scaled latent means (B, 4, S/8, S/8) (deterministic, no sampling)."""
-    return vae.encode(images.to(vae.dtype)).latent_dist.mean * VAE_SCALE
-
-
-@torch.no_grad()
-def decode_latents(vae, latents):
-    """Scaled latents (B, 4, s, s) -> images (B, 3, 8s, 8s) in [-1, 1]."""
-    return vae.decode(latents.to(vae.dtype) / VAE_SCALE).sample.clamp(-1, 1)
-
-
 # ----------------------------------------------------------------------------- CLIP text encoder
-
-def pretrained_name(size_or_name_or_dir, sizes, flag):
-    """A size key of `sizes` -> its hub name; a hub name (owner/name) or a local directory as is."""
-    if size_or_name_or_dir in sizes:
-        return sizes[size_or_name_or_dir]
-    if os.path.isdir(size_or_name_or_dir) or "/" in size_or_name_or_dir:
-        return size_or_name_or_dir
-    raise ValueError(f"{flag} {size_or_name_or_dir!r}: choose one of {', '.join(sizes)}, a hub name (owner/name) "
-                     "or a local directory")
-
 
 def clip_text_encoder_name(size_or_name_or_dir):
     """A size key (small/base/large/xl) -> its hub name; a hub name (owner/name) or a local directory as is."""
@@ -100,8 +48,8 @@ def load_clip_text_encoder(size_or_name_or_dir="base"):
         text_model = CLIPTextModel.from_pretrained(name)
         tokenizer = CLIPTokenizer.from_pretrained(name)
     except (OSError, ValueError) as error:
-        raise _load_error("CLIP text encoder (clip_text_encoder_size)", size_or_name_or_dir, tried, error) from error
-    return _freeze(text_model), tokenizer
+        raise load_error("CLIP text encoder (clip_text_encoder_size)", size_or_name_or_dir, tried, error) from error
+    return freeze(text_model), tokenizer
 
 
 @torch.no_grad()
@@ -152,16 +100,3 @@ class TextToImageEncoders:
         mask = caption.get("attention_mask")
         return caption_embedding(self.text_model, caption["input_ids"].to(device),
                                  None if mask is None else mask.to(device))
-
-
-class FollowsDevice:
-    """Mixin for a t2i nn.Module holding `self.encoders` (TextToImageEncoders): .to() / .cuda() / .half() move the
-    unregistered frozen encoders too, while parameters(), state_dict() and train()/eval() never see them."""
-
-    def _apply(self, fn, *args, **kwargs):
-        result = super()._apply(fn, *args, **kwargs)
-        encoders = self.__dict__.get("encoders")
-        if encoders is not None:
-            for module in encoders.modules:
-                module._apply(fn)
-        return result

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from model.blocks import init_linear
 from model.config import VideoConfig
 from model.flops import transformer_flops, weight_count
-from model.img.encoders import FollowsDevice
+from model.frozen import FollowsDevice
 from model.transformer import CausalTransformer
 from model.vid.common import frame_features, inputs_and_targets, next_frame_loss
 

@@ -19,7 +19,7 @@ from model.ar_ebt import AutoregressiveEBT
 from model.blocks import init_linear
 from model.config import VideoEBTConfig
 from model.flops import autoregressive_ebt_flops, weight_count
-from model.img.encoders import FollowsDevice
+from model.frozen import FollowsDevice
 from model.thinking import EnergyMinimizer
 from model.vid.common import frame_features, inputs_and_targets, next_frame_loss
 

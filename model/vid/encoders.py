@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.img.encoders import VAE_SCALE, _freeze, _load_error, load_vae, pretrained_name, vae_downsampling
+from model.frozen import VAE_SCALE, freeze, load_error, load_vae, pretrained_name, vae_downsampling
 
 DEFAULT_VIDEO_VAE = "stabilityai/sd-vae-ft-mse"  # published video VAE (docs/method.md §8.1; -ema only with use_ema)
 BACKBONE_TYPES = ("vae", "dinov2", "pixels")
@@ -199,8 +199,8 @@ def load_dinov2(size_or_name_or_dir="base"):
     try:
         model = Dinov2Model.from_pretrained(name)
     except (OSError, ValueError) as error:
-        raise _load_error("DINOv2 (vit_backbone_size)", size_or_name_or_dir, tried, error) from error
-    return _freeze(model)
+        raise load_error("DINOv2 (vit_backbone_size)", size_or_name_or_dir, tried, error) from error
+    return freeze(model)
 
 
 class DINOv2FrameEncoder(FrameEncoder):
