@@ -104,7 +104,7 @@ class ModelTrainer(L.LightningModule):
         self.test_metric = TokenWeightedLoss(self.model.num_inference_steps(self.inference) if self.inference
                                              else num_steps)
         self.valid_images, self.test_images, self.noisy_test_images = ImageQuality(), ImageQuality(), ImageQuality()
-        self.flops_per_token = self.model.estimate_flops() if hasattr(self.model, "estimate_flops") else None
+        self.flops_per_token = self.model.estimate_flops()
         self.image_dir = None  # set by train_model.py: where denoising grids are saved
         self.tokenizer = self.train_dataset = self.valid_dataset = self.test_dataset = None
         self._data_ready = False
@@ -193,8 +193,7 @@ class ModelTrainer(L.LightningModule):
 
     def on_train_batch_start(self, batch, batch_idx):
         # also after resuming past the warm-up: the switch is not part of the weights
-        if (not getattr(self, "_warm_up_done", False) and self.global_step >= self.hparams.warm_up_steps
-                and hasattr(self.model, "warm_up_finished")):
+        if not getattr(self, "_warm_up_done", False) and self.global_step >= self.hparams.warm_up_steps:
             self.model.warm_up_finished()
             self._warm_up_done = True
 
@@ -206,15 +205,13 @@ class ModelTrainer(L.LightningModule):
             logs[f"loss_step_{i + 1}"] = loss
         for i, energy in enumerate(out.get("step_energies", [])):
             logs[f"energy_step_{i + 1}"] = energy
-        if isinstance(getattr(self.model, "alpha", None), torch.nn.Parameter):
+        if self.model.is_ebt:
             logs["alpha"] = self.model.alpha.detach()
-        if hasattr(self.model, "estimate_flops"):  # curves against compute, not only steps (issue 7)
-            # tokens the transformer saw: text tokens, video frames predicted, image patches
-            per_sample = getattr(self.model, "tokens_per_sample", self.hparams.context_length)
-            tokens = (self.global_step + 1) * self.trainer.accumulate_grad_batches * self.trainer.world_size * \
-                self.hparams.batch_size_per_device * per_sample
-            logs["tokens"] = float(tokens)
-            logs["flops"] = float(tokens * self.flops_per_token)
+        # curves against compute, not only steps: tokens the transformer saw (text tokens, frames, patches)
+        tokens = (self.global_step + 1) * self.trainer.accumulate_grad_batches * self.trainer.world_size * \
+            self.hparams.batch_size_per_device * self.model.tokens_per_sample
+        logs["tokens"] = float(tokens)
+        logs["flops"] = float(tokens * self.flops_per_token)
         for group in self.optimizers().optimizer.param_groups:
             logs[f"lr_{group['name']}"] = group["lr"]
         self.log_dict({f"train_{k}": v for k, v in logs.items()}, prog_bar=False)
@@ -324,10 +321,7 @@ class ModelTrainer(L.LightningModule):
             else:
                 t = self.model.noising.timestep_for(self.hparams.denoise_images_noise_level)
                 noised = self.model.noising.noise(clean, t)
-                if hasattr(self.model, "sample"):
-                    denoised = self.model.sample(noised, t)
-                else:
-                    denoised = self.model.denoise(noised, t)[0].states[-1]
+                denoised = self.model.sample(noised, t)
                 rows = [noised, denoised, clean]
         self.log_picture("training_images", save_image_grid(os.path.join(self.image_dir, name), rows))
         self.model.train(was_training)

@@ -45,7 +45,7 @@ class EBTDecoder:
         self.caches, self.length = {}, 0  # length: valid cache entries, time token included
         self.observe_next, self.think = trunk.observe_next, self._think
         self.compiled = compile
-        self.model_is_text = hasattr(model, "embeddings")
+        self.model_is_text = model.predicts_tokens
         if compile:
             self.observe_next = _compiled(trunk.observe_next)
             self.think = _compiled(self._think)

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from model.protocol import Model
+
 PARALLEL_NOISE_MIN = 2**22  # CPU draws from this many numbers on are filled in parallel
 NOISE_BLOCKS = 8  # fixed, so the numbers do not depend on the thread count
 _noise_pool = {}  # pid -> thread pool (a forked process gets its own)
@@ -162,7 +164,7 @@ MIN_STEP_SIZE = 1e-4  # alpha is clamped here so a learnable step size cannot go
 MIN_LANGEVIN_STD = 1e-6
 
 
-class EnergyMinimizer(nn.Module):
+class EnergyMinimizer(Model):
     """What every EBT (text, image, video) keeps around its energy network: the step size alpha, the
     Langevin noise std, the System 2 switches of a ThinkingConfig, and the calls into `think`.
 
@@ -171,6 +173,7 @@ class EnergyMinimizer(nn.Module):
     --infer_ebt_num_steps repeats (docs/method.md §5.1).
     """
 
+    is_ebt = True
     landscape_conditioned = False
 
     def __init__(self, cfg):

@@ -5,17 +5,17 @@ loss = eps-MSE + the variational-bound term of the learned variance. Denoising a
 timestep t runs DDIM (eta 0) from t down to 0: t + 1 forward passes, times (r + 1) with the paper's
 recursion (`infer_recurse_diffusion_n_times = r`).
 """
-import torch.nn as nn
 
 from model.config import ImageConfig
 from model.flops import dit_flops, num_patches
 from model.img.diffusion import diffusion_loss_report
 from model.img.dit import DiT
 from model.img.denoising import ImageDenoiser
+from model.protocol import Model
 from model.thinking import ThinkingResult
 
 
-class DiT_IMG_Denoise(nn.Module):
+class DiT_IMG_Denoise(Model):
     """DiT (eps + learned sigma) and its Gaussian diffusion."""
 
     def __init__(self, hparams):

@@ -9,17 +9,17 @@ Sampling does not clip the predicted x0 to [-1, 1]: latents are not bounded ther
 the same). The frozen encoders live outside the module tree (model/img/encoders.py).
 """
 import torch
-import torch.nn as nn
 
 from model.config import TextToImageConfig
 from model.flops import dit_flops, num_patches
+from model.frozen import VAE_LATENT_CHANNELS, FollowsDevice
 from model.img.diffusion import GaussianDiffusion, diffusion_loss_report
 from model.img.dit import DiT
-from model.frozen import VAE_LATENT_CHANNELS, FollowsDevice
 from model.img.encoders import TextToImageEncoders
+from model.protocol import Model
 
 
-class DiT_IMG_T2I(FollowsDevice, nn.Module):
+class DiT_IMG_T2I(FollowsDevice, Model):
     """DiT (eps + learned sigma) over latents, conditioned on projected CLIP caption embeddings."""
 
     def __init__(self, hparams, encoders=None):

@@ -65,6 +65,10 @@ class EBT_IMG_Denoise(EnergyMinimizer):
         result = self.advanced_inference(noised, inference) if inference is not None else self(noised, final_energy=True)
         return result, len(result.states)
 
+    def sample(self, noised, t=None):
+        """The denoised images of the grids logged while training: System 1 thinking from the noisy ones."""
+        return self.denoise(noised, t)[0].states[-1]
+
     def forward_loss_wrapper(self, batch, phase="train", final_energy=None, inference=None):
         """Loss and logs for clean images batch["image"] (B, C, S, S) in [-1, 1] (docs/method.md §7.3)."""
         x0 = batch["image"]

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from model.config import TextToImageEBTConfig
 from model.flops import image_ebt_flops, num_patches, weight_count
-from model.img.bidirectional_ebt import BidirectionalEBT
 from model.frozen import VAE_LATENT_CHANNELS, FollowsDevice
+from model.img.bidirectional_ebt import BidirectionalEBT
 from model.img.encoders import TextToImageEncoders
 from model.thinking import EnergyMinimizer
 

@@ -6,11 +6,14 @@ from model.config import TransformerConfig
 from model.flops import transformer_flops, weight_count
 from model.nlp.common import count_target_tokens, inputs_and_targets, next_token_loss
 from model.nlp.vocab_step import chunk_rows, linear_cross_entropy
+from model.protocol import Model
 from model.transformer import CausalTransformer
 
 
-class Baseline_Transformer_NLP(nn.Module):
+class Baseline_Transformer_NLP(Model):
     """Token embedding -> causal transformer -> untied Linear(D, V) head -> next-token logits."""
+
+    predicts_tokens = True
 
     def __init__(self, hparams):
         super().__init__()

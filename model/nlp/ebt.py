@@ -23,6 +23,8 @@ from model.thinking import EnergyMinimizer, standard_normal
 class EBT_NLP(EnergyMinimizer):
     """Embeddings for observed tokens and predicted distributions + the AR EBT trunk + alpha."""
 
+    predicts_tokens = True
+
     def __init__(self, hparams):
         cfg = hparams if isinstance(hparams, EBTConfig) else EBTConfig.from_hparams(hparams)
         super().__init__(cfg)

@@ -13,11 +13,12 @@ from model.blocks import init_linear
 from model.config import VideoConfig
 from model.flops import transformer_flops, weight_count
 from model.frozen import FollowsDevice
+from model.protocol import Model
 from model.transformer import CausalTransformer
 from model.vid.common import frame_features, inputs_and_targets, next_frame_loss
 
 
-class Baseline_Transformer_VID(FollowsDevice, nn.Module):
+class Baseline_Transformer_VID(FollowsDevice, Model):
     """Feature projections around the Transformer++ trunk; a frozen frame encoder kept outside the weights."""
 
     def __init__(self, hparams, encoder=None):
