@@ -45,7 +45,6 @@ class EBTDecoder:
         self.caches, self.length = {}, 0  # length: valid cache entries, time token included
         self.observe_next, self.think = trunk.observe_next, self._think
         self.compiled = compile
-        self.model_is_text = model.predicts_tokens
         if compile:
             self.observe_next = _compiled(trunk.observe_next)
             self.think = _compiled(self._think)
@@ -93,12 +92,11 @@ class EBTDecoder:
                                                        landscape, start=position)
 
         device = model.alpha.device
-        # video EBTs may start from the newest frame's features (most_recent_embedding); text has no such guess
-        latest = {} if self.model_is_text else {"latest": self.latest}
+        # the newest inputs: a video EBT may start from the newest frame's features (most_recent_embedding)
         if self.inference is not None:
-            result = model.advanced_think_about(energy_for, B, 1, device, self.inference, **latest)
+            result = model.advanced_think_about(energy_for, B, 1, device, self.inference, latest=self.latest)
         else:
-            result = model.think_about(energy_for(1), B, 1, device, **latest)
+            result = model.think_about(energy_for(1), B, 1, device, latest=self.latest)
         return result.states[-1][:, -1]
 
 

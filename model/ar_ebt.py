@@ -148,6 +148,24 @@ class AutoregressiveEBT(nn.Module):
                 x = layer(x, self.rope, positions, attend, condition)
         return self._energy_head(x, condition)
 
+    def energy_function(self, observed, learning, reference=False):
+        """E(embedded predictions (B, n, D), landscape) -> (B, n) against embedded observed tokens (B, n, D), the
+        energy every thinking step of a batch calls. Fast path: the observed stream is computed once per
+        landscape that conditions it and reused by every step (without a graph outside training);
+        reference=True: the oracle twin, one masked attention over both streams per call."""
+        if reference:
+            return lambda predicted, landscape: self.reference_energies(observed, predicted, landscape)
+        caches = {}  # observed keys/values, per landscape where the landscape conditions them
+
+        def energy(predicted, landscape):
+            key = landscape if self.observed_depends_on_landscape else None
+            if key not in caches:
+                with torch.set_grad_enabled(learning):  # evaluation needs no graph through the cache
+                    caches[key] = self.observe(observed, landscape)
+            return self.energies(caches[key], predicted, landscape)
+
+        return energy
+
     # -------------------------------------------------------------------------- reference path
 
     def reference_energies(self, observed, predicted, landscape=0):

@@ -8,7 +8,6 @@ import torch.nn as nn
 
 class Model(nn.Module):
     is_ebt = False  # thinks: an EnergyMinimizer with a step size, thinking steps and System 2 inference
-    predicts_tokens = False  # text: decoders feed it token ids through its embedding table
 
     def forward_loss_wrapper(self, batch, phase="train", **options):
         """{"loss", "step_losses", "count", ...logs} for one batch of the model's task in a phase (train, valid,

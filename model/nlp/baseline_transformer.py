@@ -13,8 +13,6 @@ from model.transformer import CausalTransformer
 class Baseline_Transformer_NLP(Model):
     """Token embedding -> causal transformer -> untied Linear(D, V) head -> next-token logits."""
 
-    predicts_tokens = True
-
     def __init__(self, hparams):
         super().__init__()
         cfg = hparams if isinstance(hparams, TransformerConfig) else TransformerConfig.from_hparams(hparams)

@@ -20,10 +20,9 @@ from model.nlp.vocab_step import chunk_rows, think_over_vocabulary
 from model.replay_buffer import CausalReplayBuffer
 from model.thinking import EnergyMinimizer, standard_normal
 
+
 class EBT_NLP(EnergyMinimizer):
     """Embeddings for observed tokens and predicted distributions + the AR EBT trunk + alpha."""
-
-    predicts_tokens = True
 
     def __init__(self, hparams):
         cfg = hparams if isinstance(hparams, EBTConfig) else EBTConfig.from_hparams(hparams)
@@ -66,21 +65,8 @@ class EBT_NLP(EnergyMinimizer):
 
     def embedded_energy_function(self, input_ids, learning):
         """E(embedded prediction (B, n, D), landscape) -> (B, n) for a batch of observed tokens (B, n)."""
-        observed = self.embeddings(input_ids)  # (B, n, D)
-        trunk = self.transformer
-        if self.cfg.ebt_attention == "reference":
-            return lambda e, landscape: trunk.reference_energies(observed, e, landscape)
-
-        caches = {}  # observed keys/values, per landscape where the landscape conditions them
-
-        def energy(e, landscape):
-            key = landscape if trunk.observed_depends_on_landscape else None
-            if key not in caches:
-                with torch.set_grad_enabled(learning):  # evaluation needs no graph through the cache
-                    caches[key] = trunk.observe(observed, landscape)
-            return trunk.energies(caches[key], e, landscape)
-
-        return energy
+        return self.transformer.energy_function(self.embeddings(input_ids), learning,
+                                                reference=self.cfg.ebt_attention == "reference")
 
     def energy_function(self, input_ids, learning):
         """E(prediction (B, n, V), landscape) -> (B, n) for a batch of observed tokens (B, n)."""
@@ -97,10 +83,12 @@ class EBT_NLP(EnergyMinimizer):
         """
         B, n = input_ids.shape
         return self.think_about(self.energy_function(input_ids, learning), B, n, input_ids.device, learning,
-                                final_energy, initial_logits)
+                                final_energy, initial_logits=initial_logits)
 
-    def think_about(self, energy_fn, B, n, device, learning=False, final_energy=False, initial_logits=None):
-        """The thinking of `forward` for any energy function over (B, n) predictions (e.g. a KV cache's)."""
+    def think_about(self, energy_fn, B, n, device, learning=False, final_energy=False, latest=None,
+                    initial_logits=None):
+        """The thinking of `forward` for any energy function over (B, n) predictions (e.g. a KV cache's).
+        `latest` (the newest observed tokens) is part of the shared interface; a text guess does not use it."""
         z0 = self.initial_state(B, n, device, initial_logits)
         # alpha per (row, position) when randomised
         return self.minimize(energy_fn, z0, (B, n, 1), learning, final_energy, self._normalizer())
@@ -151,8 +139,9 @@ class EBT_NLP(EnergyMinimizer):
         energy_for = lambda G: self.energy_function(input_ids.repeat_interleave(G, dim=0), learning=False)
         return self.advanced_think_about(energy_for, B, n, input_ids.device, icfg)
 
-    def advanced_think_about(self, energy_for, B, n, device, icfg):
-        """advanced_inference for any energy function; energy_for(G) serves the B*G repeated rows."""
+    def advanced_think_about(self, energy_for, B, n, device, icfg, latest=None):
+        """advanced_inference for any energy function; energy_for(G) serves the B*G repeated rows (`latest`: as in
+        think_about)."""
         return self.minimize_best_of(energy_for, lambda rows: self.initial_logits(rows, n, device), B, icfg,
                                      self._normalizer())
 

@@ -63,21 +63,13 @@ class EBT_VID(FollowsDevice, EnergyMinimizer):
 
     def energy_function(self, observed_features, learning):
         """E(prediction (B, n, F), landscape) -> (B, n) against observed frames (B, n, F)."""
-        observed = self.embed_observed(observed_features)
-        trunk, caches = self.transformer, {}
-
-        def energy(p, landscape):
-            key = landscape if trunk.observed_depends_on_landscape else None
-            if key not in caches:
-                with torch.set_grad_enabled(learning):
-                    caches[key] = trunk.observe(observed, landscape)
-            return trunk.energies(caches[key], self.embed_prediction(p), landscape)
-
-        return energy
+        energy = self.transformer.energy_function(self.embed_observed(observed_features), learning)
+        return lambda p, landscape: energy(self.embed_prediction(p), landscape)
 
     def think_about(self, energy_fn, B, n, device, learning=False, final_energy=False, latest=None):
         """Thinking over (B, n) predictions for any energy function; `latest` (B, n, F) are the newest observed
-        features at those positions (copied by the most_recent_embedding initial guess)."""
+        features at those positions (copied by the most_recent_embedding initial guess; random and zero guesses
+        take their shape, so `device` is not needed)."""
         return self.minimize(energy_fn, self.initial_features(latest), (B, n, 1), learning, final_energy)
 
     def advanced_think_about(self, energy_for, B, n, device, icfg, latest=None):
