@@ -15,7 +15,7 @@ from model.flops import transformer_flops, weight_count
 from model.frozen import FollowsDevice
 from model.protocol import Model
 from model.transformer import CausalTransformer
-from model.vid.common import frame_features, inputs_and_targets, next_frame_loss
+from model.vid.common import feature_projection, frame_features, inputs_and_targets, next_frame_loss
 
 
 class Baseline_Transformer_VID(FollowsDevice, Model):
@@ -28,11 +28,9 @@ class Baseline_Transformer_VID(FollowsDevice, Model):
         D, Fd = cfg.embedding_dim, cfg.feature_dim
         self.project = Fd != D
         if self.project:
-            self.encoder_down_projection = nn.Linear(Fd, D, bias=True)
-            init_linear(self.encoder_down_projection, "xavier")
+            self.encoder_down_projection = feature_projection(Fd, D)
             if not cfg.weight_tie_vae_proj:
-                self.encoder_up_projection = nn.Linear(D, Fd, bias=True)
-                init_linear(self.encoder_up_projection, "xavier")
+                self.encoder_up_projection = feature_projection(D, Fd)
         self.transformer = CausalTransformer(cfg)
         self.output = nn.Linear(D, D, bias=False)
         init_linear(self.output, cfg.weight_initialization_method, cfg.weight_initialization_gain)

@@ -1,5 +1,18 @@
 """What both video models share: frame features from a batch, next-frame targets and the loss."""
+import torch.nn as nn
 import torch.nn.functional as F
+
+from model.blocks import init_linear
+
+
+def feature_projection(in_dim, out_dim):
+    """The map between a frame encoder's feature space and the trunk's width, in both video models: Linear with
+    bias, xavier-normal weights and zero bias (as published), or the identity when the sizes agree."""
+    if in_dim == out_dim:
+        return nn.Identity()
+    projection = nn.Linear(in_dim, out_dim, bias=True)
+    init_linear(projection, "xavier")
+    return projection
 
 
 def frame_features(batch, encoder):

@@ -13,15 +13,13 @@ down-projection) and, unlike the published video model, honours --no_langevin_du
 thinking at test time (more steps, best-of-N by energy) works here (the published model raised).
 """
 import torch
-import torch.nn as nn
 
 from model.ar_ebt import AutoregressiveEBT
-from model.blocks import init_linear
 from model.config import VideoEBTConfig
 from model.flops import autoregressive_ebt_flops, weight_count
 from model.frozen import FollowsDevice
 from model.thinking import EnergyMinimizer
-from model.vid.common import frame_features, inputs_and_targets, next_frame_loss
+from model.vid.common import feature_projection, frame_features, inputs_and_targets, next_frame_loss
 
 
 class EBT_VID(FollowsDevice, EnergyMinimizer):
@@ -31,10 +29,7 @@ class EBT_VID(FollowsDevice, EnergyMinimizer):
         cfg = hparams if isinstance(hparams, VideoEBTConfig) else VideoEBTConfig.from_hparams(hparams)
         super().__init__(cfg)
         self.landscape_conditioned = cfg.ebt_type != "default"
-        self.encoder_down_projection = nn.Identity()
-        if cfg.feature_dim != cfg.embedding_dim:
-            self.encoder_down_projection = nn.Linear(cfg.feature_dim, cfg.embedding_dim, bias=True)
-            init_linear(self.encoder_down_projection, "xavier")
+        self.encoder_down_projection = feature_projection(cfg.feature_dim, cfg.embedding_dim)
         self.transformer = AutoregressiveEBT(cfg)
         self.encoders = encoder  # a plain object: frozen, not a submodule, not in the state dict; follows .to()
 
