@@ -47,13 +47,14 @@ def copy_last_frame_mse(checkpoint_path, test_batches):
     """Per-frame MSE of predicting every future frame as the last real one, on the rollouts' test clips."""
     from torch.utils.data import DataLoader
 
-    from data.tasks import data_task
     from model.registry import load_trained_model
     from model.vid.common import frame_features
+    from tasks import task_class
 
     model, hp = load_trained_model(checkpoint_path)  # for the run's frozen encoder and test clips
     encoders = model.encoders
-    loader = DataLoader(data_task(hp).splits(model, "test")[2], batch_size=hp["batch_size_per_device"])
+    loader = DataLoader(task_class(hp)(argparse.Namespace(**hp)).splits(model, "test")[2],
+                        batch_size=hp["batch_size_per_device"])
     total, count = None, 0
     for i, batch in enumerate(loader):
         if i == test_batches:

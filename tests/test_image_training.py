@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import train_model
-from base_model_trainer import ImageQuality
+from tasks.image import ImageQuality
 from inference.img import psnr_vs_forward_passes
 from inference.img.generate_image import psnr
 from model.config import InferenceConfig

@@ -9,8 +9,8 @@ from argparse import Namespace
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from data.tasks import data_task
 from model.registry import build_model
+from tasks import task_class
 
 
 def debug_dataloader(hp):
@@ -19,7 +19,7 @@ def debug_dataloader(hp):
     hp = Namespace(**vars(hp))
     if hp.modality != "NLP":
         return _debug_samples(hp)
-    data = data_task(hp)
+    data = task_class(hp)(hp)
     tokenizer = data.tokenizer
     loader = DataLoader(data.splits(None, "fit")[0], batch_size=hp.batch_size_per_device, collate_fn=data.collate(),
                         num_workers=0)
@@ -38,7 +38,7 @@ def debug_dataloader(hp):
 def _debug_samples(hp):
     """Images and video: the run's training split and collator, every batch once (the model supplies the frozen
     parts the data needs: the CLIP tokenizer of text-to-image, the frame encoder of video)."""
-    data = data_task(hp)
+    data = task_class(hp)(hp)
     loader = DataLoader(data.splits(build_model(vars(hp)), "fit")[0], batch_size=hp.batch_size_per_device,
                         collate_fn=data.collate(), num_workers=0)
     stats = {"batches": 0, "samples": 0}
