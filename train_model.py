@@ -9,6 +9,7 @@ import time
 import warnings
 
 from utils.cli import UsageError, parse_args
+from utils.reports import print_loss_table
 
 
 def choose_devices(gpus, cpu_processes=1):
@@ -62,45 +63,6 @@ def wandb_configured(args):
     return os.path.exists(netrc) and "api.wandb.ai" in open(netrc).read()
 
 
-def print_loss_table(report, prefix, what, kind=None):
-    """Loss, perplexity (text) and (EBT) mean energy after each thinking step; PSNR for images."""
-    steps = sum(1 for k in report if k.startswith(f"{prefix}_loss_step_"))
-    has_energy = f"{prefix}_energy_step_1" in report
-    is_text = f"{prefix}_perplexity_step_1" in report
-    kind = kind or ("token-weighted" if is_text else "SmoothL1 to the clean images" if f"{prefix}_psnr" in report
-                    else "diffusion training loss")
-    print(f"\n{what} ({kind}):")
-    print(f"  {'after step':>10}  {'loss':>8}" + (f"  {'perplexity':>10}" if is_text else "")
-          + (f"  {'energy':>9}" if has_energy else ""))
-    if has_energy:
-        print(f"  {'(guess)':>10}  {'':>8}" + (f"  {'':>10}" if is_text else "")
-              + f"  {report[f'{prefix}_energy_step_1']:>9.4f}")
-    for i in range(1, steps + 1):
-        line = f"  {i:>10}  {report[f'{prefix}_loss_step_{i}']:>8.4f}"
-        if is_text:
-            line += f"  {report[f'{prefix}_perplexity_step_{i}']:>10.3f}"
-        if has_energy:  # the energy after step i is the one step i+1 starts from, or the final one
-            line += f"  {report.get(f'{prefix}_energy_step_{i + 1}', report[f'{prefix}_energy_final']):>9.4f}"
-        print(line)
-    if f"{prefix}_psnr" in report:
-        passes = report.get(f"{prefix}_forward_passes")
-        print(f"  PSNR {report[f'{prefix}_psnr']:.2f} dB (of the mean pixel MSE {report[f'{prefix}_pixel_mse']:.1f}; "
-              f"mean of per-image PSNRs {report[f'{prefix}_psnr_per_image']:.2f} dB)"
-              + (f", {passes:.0f} forward passes" if passes else "")
-              + (f"; the noisy input: {report[f'{prefix}_noisy_psnr']:.2f} dB" if f"{prefix}_noisy_psnr" in report else ""))
-
-
-def print_rollout(report, args):
-    """Per-generated-frame errors of --infer_generate_video rollouts, in the encoder's feature space."""
-    k = args.infer_video_condition_frames
-    print(f"\nrollouts: {k} real frames, then frames {k}..{args.infer_max_gen_len - 1} predicted one at a time")
-    print(f"  MSE {report['test_mse_loss']:.4f}, SmoothL1 {report['test_smooth_l1_loss']:.4f} (first predicted "
-          f"frame: MSE {report['test_first_frame_mse_loss']:.4f}, SmoothL1 {report['test_first_frame_smooth_l1_loss']:.4f})")
-    frames = sorted((int(key.rsplit("_", 1)[1]), value) for key, value in report.items()
-                    if key.startswith("test_mse_frame_"))
-    print("  MSE per frame: " + ", ".join(f"{i}: {v:.4f}" for i, v in frames))
-
-
 def load_checkpoint_hparams(args, argv, path, flag, finetune=False):
     """The checkpoint's hyperparameters with this command line's overrides (docs/method.md §11.2), and its weights."""
     import torch
@@ -127,82 +89,112 @@ def main(argv=None):
 
 
 def run(argv=None):
+    """A run as a short sequence of named steps; a bad start stops before its folder exists, with one line."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = parse_args(argv)
-        state_dict = None
-        if args.only_test:
-            args, state_dict = load_checkpoint_hparams(args, argv, args.only_test_model_ckpt, "only_test_model_ckpt")
-        elif args.finetuning_model_ckpt:
-            args, state_dict = load_checkpoint_hparams(args, argv, args.finetuning_model_ckpt,
-                                                       "finetuning_model_ckpt", finetune=True)
+        args, state_dict = read_command_line(argv)
+        seed_everything(args)
+        if args.debug_dataloader:
+            return debug_data(args)
+        hardware = Hardware(args)
+        module = build_module(args, state_dict)
     except UsageError as error:
         print(error, file=sys.stderr)
         return 2
+    run_dir = open_run_folder(args)
+    describe(args, module, hardware)
+    trainer, checkpoint = build_trainer(args, module, hardware, run_dir)
+    if args.only_test:
+        return evaluate(args, module, trainer, run_dir)
+    return train_and_report(args, module, trainer, checkpoint, run_dir)
 
+
+def startup_error(message):
+    return UsageError(f"train_model.py: error: {message}")
+
+
+def read_command_line(argv):
+    """(hyperparameters, trained weights or None): a test or finetuning run starts from its checkpoint's."""
+    args = parse_args(argv)
+    if args.only_test:
+        return load_checkpoint_hparams(args, argv, args.only_test_model_ckpt, "only_test_model_ckpt")
+    if args.finetuning_model_ckpt:
+        return load_checkpoint_hparams(args, argv, args.finetuning_model_ckpt, "finetuning_model_ckpt",
+                                       finetune=True)
+    return args, None
+
+
+def seed_everything(args):
     import lightning as L
-    import torch
-    from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary, TQDMProgressBar
-    from lightning.pytorch.loggers import CSVLogger
-
-    from base_model_trainer import ModelTrainer
-    from data.nlp import load_tokenizer
-    from model.nlp.vocab_step import describe_vocab_path
-    from utils.checkpointing import AtomicCheckpointIO
-    from utils.plotting import plot_training_curves
-    from utils.text_logger import tee_console
 
     if args.is_random_seed:  # drawn once: DDP workers inherit rank 0's draw
         args.seed = int(os.environ.setdefault("EBT_RANDOM_SEED", str(random.randint(0, 10**6))))
     L.seed_everything(args.seed, workers=True, verbose=False)
 
-    if args.modality == "NLP":
-        try:
-            tokenizer = load_tokenizer(args.tokenizer)
-        except ValueError as error:
-            print(f"train_model.py: error: {error}", file=sys.stderr)
-            return 2
-        args.vocab_size, args.pad_token_id = len(tokenizer), tokenizer.pad_token_id
-    if args.debug_dataloader:
-        from utils.dataloader_debugger import debug_dataloader
 
-        try:
-            debug_dataloader(args)
-        except ValueError as error:
-            print(f"train_model.py: error: {error}", file=sys.stderr)
-            return 2
-        return 0
+def debug_data(args):
+    """--debug_dataloader: iterate the training set once and stop."""
+    from utils.dataloader_debugger import debug_dataloader
 
-    run_dir, is_rank_zero = resolve_run_dir(args, os.environ)
-    accelerator, devices, num_nodes = choose_devices(args.gpus, args.num_cpu_processes)
-    if args.distributed_strategy == "fsdp" and accelerator != "gpu":
-        print("train_model.py: error: --distributed_strategy fsdp needs GPUs (Lightning's FSDP has no CPU "
-              "backend); use ddp on CPU", file=sys.stderr)
-        return 2
-    num_devices = (torch.cuda.device_count() if devices == -1 and accelerator == "gpu" else
-                   len(devices) if isinstance(devices, list) else devices) * num_nodes
-    args.effective_batch_size = num_devices * args.batch_size_per_device * args.accumulate_grad_batches
-    if args.lr_scaling_rule:
-        args.peak_learning_rate *= args.effective_batch_size / 256
-    if args.set_matmul_precision:
-        torch.set_float32_matmul_precision(args.set_matmul_precision)
-    if args.detect_anomaly:
-        torch.autograd.set_detect_anomaly(True)
+    try:
+        debug_dataloader(args)
+    except ValueError as error:
+        raise startup_error(error) from error
+    return 0
 
-    module = ModelTrainer(args)
+
+class Hardware:
+    """Devices, the effective batch (and the peak lr under --lr_scaling_rule), precision switches."""
+
+    def __init__(self, args):
+        import torch
+
+        self.accelerator, self.devices, self.num_nodes = choose_devices(args.gpus, args.num_cpu_processes)
+        if args.distributed_strategy == "fsdp" and self.accelerator != "gpu":
+            raise startup_error("--distributed_strategy fsdp needs GPUs (Lightning's FSDP has no CPU backend); use "
+                                "ddp on CPU")
+        per_node = (torch.cuda.device_count() if self.devices == -1 and self.accelerator == "gpu" else
+                    len(self.devices) if isinstance(self.devices, list) else self.devices)
+        self.num_devices = per_node * self.num_nodes
+        args.effective_batch_size = self.num_devices * args.batch_size_per_device * args.accumulate_grad_batches
+        if args.lr_scaling_rule:
+            args.peak_learning_rate *= args.effective_batch_size / 256
+        if args.set_matmul_precision:
+            torch.set_float32_matmul_precision(args.set_matmul_precision)
+        if args.detect_anomaly:
+            torch.autograd.set_detect_anomaly(True)
+
+    @property
+    def device_type(self):
+        return "cuda" if self.accelerator == "gpu" else "cpu"
+
+
+def build_module(args, state_dict):
+    """The trainer module with its model (trained weights loaded) and its data, built before the run folder."""
+    from base_model_trainer import ModelTrainer
+
+    try:
+        module = ModelTrainer(args)
+    except ValueError as error:  # e.g. a tokenizer that cannot be loaded
+        raise startup_error(error) from error
     if state_dict is not None:
         try:
             module.load_state_dict(state_dict)
         except RuntimeError as error:  # e.g. a checkpoint from before a parameter was added
             detail = " ".join(str(error).split())[:300]
-            print(f"train_model.py: error: the checkpoint's weights do not fit this model: {detail}", file=sys.stderr)
-            return 2
-    try:  # build the data now: a missing or empty dataset stops the run before its folder exists
+            raise startup_error(f"the checkpoint's weights do not fit this model: {detail}") from error
+    try:  # a missing or empty dataset stops the run before its folder exists
         module.setup("test" if args.only_test else "fit")
     except ValueError as error:
-        print(f"train_model.py: error: {error}", file=sys.stderr)
-        return 2
+        raise startup_error(error) from error
+    return module
 
+
+def open_run_folder(args):
+    """The run folder (made by rank 0, which also copies the console into it); other ranks fall silent."""
+    from utils.text_logger import tee_console
+
+    run_dir, is_rank_zero = resolve_run_dir(args, os.environ)
     if is_rank_zero:
         os.makedirs(run_dir, exist_ok=True)
         os.environ["EBT_RUN_DIR"] = run_dir  # inherited by the DDP workers Lightning starts
@@ -210,24 +202,81 @@ def run(argv=None):
         print(f"run folder: {run_dir}")
     else:  # rank 0 makes the run folder and speaks for the run
         sys.stdout = open(os.devnull, "w")
+    return run_dir
+
+
+def describe(args, module, hardware):
+    """The start-up lines: the model, its inputs and devices, and the task's own notes."""
+    import torch
+
     if args.compile_model:
         module.model = torch.compile(module.model)
+    task, hp = module.task, module.hparams
     n_params = sum(p.numel() for p in module.model.parameters())
-    inputs = (f"vocabulary {args.vocab_size}, context {args.context_length}" if args.modality == "NLP" else
-              f"clips of {args.context_length + 1} frames of {args.image_dims[0]}x{args.image_dims[1]}, "
-              f"{args.backbone_type} features ({module.hparams.feature_dim} per frame)" if args.modality == "VID" else
-              f"{args.image_dims[0]}x{args.image_dims[1]} images, patch {args.patch_size}, "
-              + (f"noise level {args.denoise_images_noise_level}" if args.image_task == "denoising" else
-                 f"text-to-image on VAE latents ({args.vae_path}), CLIP {args.clip_text_encoder_size}"))
-    print(f"model: {args.model_name}-{args.model_size} ({args.num_transformer_blocks} layers, "
-          f"{args.multiheaded_attention_heads} heads, width {args.embedding_dim}), {n_params / 1e6:.2f}M parameters, "
-          f"{inputs}, {accelerator} x {num_devices}, effective batch {args.effective_batch_size}")
-    if args.modality == "NLP":
-        print(describe_vocab_path(module.model.cfg, args.model_name == "ebt", "cuda" if accelerator == "gpu" else "cpu"))
-    if args.modality in ("IMG", "VID"):
-        module.image_dir = os.path.join(run_dir, "images")
+    print(f"model: {hp.model_name}-{hp.model_size} ({hp.num_transformer_blocks} layers, "
+          f"{hp.multiheaded_attention_heads} heads, width {hp.embedding_dim}), {n_params / 1e6:.2f}M parameters, "
+          f"{task.describe_inputs(module.model)}, {hardware.accelerator} x {hardware.num_devices}, "
+          f"effective batch {args.effective_batch_size}")
+    for line in task.startup_lines(module.model, hardware.device_type):
+        print(line)
     if args.log_model_archi:
         print(module.model)
+
+
+def build_trainer(args, module, hardware, run_dir):
+    """(Lightning Trainer, the best-checkpoint callback): loggers, checkpoints, progress bar, strategy, plugins."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary, TQDMProgressBar
+
+    from utils.checkpointing import AtomicCheckpointIO
+
+    if module.task.saves_pictures:
+        module.image_dir = os.path.join(run_dir, "images")
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, monitor=args.checkpoint_monitor_string,
+                                 mode=args.checkpoint_monitor_mode, save_top_k=args.save_top_k_ckpts, save_last=True,
+                                 filename="step={step}-valid_loss={valid_loss:.4f}", auto_insert_metric_name=False,
+                                 enable_version_counter=False)
+    # last.ckpt is also written at the final step (inside the loop, so its state resumes exactly)
+    final_checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="last", every_n_train_steps=args.max_steps,
+                                       enable_version_counter=False)
+    callbacks = [checkpoint, final_checkpoint, TQDMProgressBar(refresh_rate=max(1, args.log_every_n_steps // 2))]
+    if args.log_model_archi:
+        callbacks.append(ModelSummary(max_depth=-1))
+    val_check = args.val_check_interval
+    if isinstance(val_check, int):
+        val_check *= args.accumulate_grad_batches  # Lightning counts micro-batches; we mean optimizer steps
+    quiet_known_warnings()
+    plugins = [AtomicCheckpointIO()]
+    if args.is_slurm_run and "SLURM_JOB_ID" in os.environ:
+        from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+        # pre-emption: on SIGUSR1 (#SBATCH --signal=SIGUSR1@90) Lightning writes <run>/hpc_ckpt_<n>.ckpt and
+        # requeues the job; the restarted job resumes from it (default_root_dir is the run folder)
+        plugins.append(SLURMEnvironment(auto_requeue=True, requeue_signal=signal.SIGUSR1))
+    trainer = L.Trainer(
+        default_root_dir=run_dir,
+        accelerator=hardware.accelerator, devices=hardware.devices, num_nodes=hardware.num_nodes,
+        strategy=distribution_strategy(args, hardware.num_devices),
+        precision=args.float_precision, max_steps=args.max_steps, max_epochs=-1,
+        logger=build_loggers(args, module, run_dir),
+        callbacks=callbacks, plugins=plugins, enable_model_summary=args.log_model_archi,
+        num_sanity_val_steps=args.val_sanity, fast_dev_run=args.fast_dev_run,
+        limit_train_batches=args.limit_train_batches, limit_val_batches=args.limit_val_batches,
+        limit_test_batches=args.limit_test_batches,
+        overfit_batches=args.overfit_batches, val_check_interval=val_check,
+        check_val_every_n_epoch=args.check_val_every_n_epoch,
+        gradient_clip_val=args.gradient_clip_val if args.gradient_clip_val > 0 else None,
+        accumulate_grad_batches=args.accumulate_grad_batches, deterministic=args.deterministic,
+        profiler=args.profiler, log_every_n_steps=args.log_every_n_steps, detect_anomaly=args.detect_anomaly,
+        use_distributed_sampler=False,  # our samplers shard by rank themselves
+        inference_mode=False)  # the EBT takes input gradients while validating
+    return trainer, checkpoint
+
+
+def build_loggers(args, module, run_dir):
+    """metrics.csv always; W&B where it can work."""
+    from lightning.pytorch.loggers import CSVLogger
 
     loggers = [CSVLogger(run_dir, name="", version="")]
     if wandb_configured(args):
@@ -240,28 +289,20 @@ def run(argv=None):
         loggers.append(wandb_logger)
     elif not args.no_wandb:
         print("W&B: no API key or offline mode found, logging locally only (wandb login, or --no_wandb to silence)")
+    return loggers
 
-    ckpt_dir = os.path.join(run_dir, "checkpoints")
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, monitor=args.checkpoint_monitor_string,
-                                 mode=args.checkpoint_monitor_mode, save_top_k=args.save_top_k_ckpts, save_last=True,
-                                 filename="step={step}-valid_loss={valid_loss:.4f}", auto_insert_metric_name=False,
-                                 enable_version_counter=False)
-    # last.ckpt is also written at the final step (inside the loop, so its state resumes exactly)
-    final_checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="last", every_n_train_steps=args.max_steps,
-                                       enable_version_counter=False)
-    callbacks = [checkpoint, final_checkpoint, TQDMProgressBar(refresh_rate=max(1, args.log_every_n_steps // 2))]
-    if args.log_model_archi:
-        callbacks.append(ModelSummary(max_depth=-1))
-    strategy = "auto"
-    if num_devices > 1:
-        strategy = args.distributed_strategy
-        if args.find_unused_parameters:
-            from lightning.pytorch.strategies import DDPStrategy
 
-            strategy = DDPStrategy(find_unused_parameters=True)
-    val_check = args.val_check_interval
-    if isinstance(val_check, int):
-        val_check *= args.accumulate_grad_batches  # Lightning counts micro-batches; we mean optimizer steps
+def distribution_strategy(args, num_devices):
+    if num_devices == 1:
+        return "auto"
+    if args.find_unused_parameters:
+        from lightning.pytorch.strategies import DDPStrategy
+
+        return DDPStrategy(find_unused_parameters=True)
+    return args.distributed_strategy
+
+
+def quiet_known_warnings():
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*exists and is not empty.*")  # our console.log; the folder is new
     warnings.filterwarnings("ignore", ".*your dataloader is not resumable.*")  # ResumableBatchSampler is
@@ -270,83 +311,62 @@ def run(argv=None):
     warnings.filterwarnings("ignore", ".*when logging on epoch level in distributed setting.*")
     warnings.filterwarnings("ignore", ".*functional.all_gather is deprecated.*")
 
-    plugins = [AtomicCheckpointIO()]
-    if args.is_slurm_run and "SLURM_JOB_ID" in os.environ:
-        from lightning.pytorch.plugins.environments import SLURMEnvironment
 
-        # pre-emption: on SIGUSR1 (#SBATCH --signal=SIGUSR1@90) Lightning writes <run>/hpc_ckpt_<n>.ckpt and
-        # requeues the job; the restarted job resumes from it (default_root_dir is the run folder)
-        plugins.append(SLURMEnvironment(auto_requeue=True, requeue_signal=signal.SIGUSR1))
-    trainer = L.Trainer(
-        default_root_dir=run_dir,
-        accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
-        precision=args.float_precision, max_steps=args.max_steps, max_epochs=-1, logger=loggers,
-        callbacks=callbacks, plugins=plugins, enable_model_summary=args.log_model_archi,
-        num_sanity_val_steps=args.val_sanity, fast_dev_run=args.fast_dev_run,
-        limit_train_batches=args.limit_train_batches, limit_val_batches=args.limit_val_batches,
-        limit_test_batches=args.limit_test_batches,
-        overfit_batches=args.overfit_batches, val_check_interval=val_check,
-        check_val_every_n_epoch=args.check_val_every_n_epoch,
-        gradient_clip_val=args.gradient_clip_val if args.gradient_clip_val > 0 else None,
-        accumulate_grad_batches=args.accumulate_grad_batches, deterministic=args.deterministic,
-        profiler=args.profiler, log_every_n_steps=args.log_every_n_steps, detect_anomaly=args.detect_anomaly,
-        use_distributed_sampler=False,  # our samplers shard by rank themselves
-        inference_mode=False)  # the EBT takes input gradients while validating
+def logged(trainer, prefix):
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
 
-    if args.only_test and args.execution_mode == "inference" and args.modality == "NLP":
+
+def evaluate(args, module, trainer, run_dir):
+    """--only_test: the task's test report (test_report.json), or generated answers (results.jsonl)."""
+    task = module.task
+    if task.answers_questions:
         results_dir = args.infer_output_dir or run_dir
         os.makedirs(results_dir, exist_ok=True)
         suffix = f"_rank{trainer.global_rank}" if trainer.world_size > 1 else ""
         results = os.path.join(results_dir, f"results{suffix}.jsonl")
         with open(results, "w") as module.results_file:
             trainer.test(module, verbose=False)
-        scores = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")}
+        scores = logged(trainer, "test_")
         print(f"\nanswers to {args.dataset_name}: exact match {scores['test_em_score']:.4f}, "
               f"token F1 {scores['test_f1_score']:.4f}")
         print(f"generations: {results}")
         return 0
-    if args.only_test:
-        trainer.test(module, verbose=False)
-        report = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")}
-        if args.modality == "VID" and args.infer_generate_video:
-            print_rollout(report, args)
-        else:
-            print_loss_table(report, "test", f"{args.dataset_name} test split, checkpoint {args.only_test_model_ckpt}",
-                             kind="SmoothL1 to the next frame's features" if args.modality == "VID" else None)
-        with open(os.path.join(run_dir, "test_report.json"), "w") as f:
-            json.dump(report, f, indent=1)
-        print(f"report: {os.path.join(run_dir, 'test_report.json')}")
-        if args.modality == "IMG":
-            print(f"pictures: {module.image_dir}")
-        return 0
+    trainer.test(module, verbose=False)
+    report = logged(trainer, "test_")
+    task.print_test_report(report, f"{args.dataset_name} test split, checkpoint {args.only_test_model_ckpt}")
+    with open(os.path.join(run_dir, "test_report.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    print(f"report: {os.path.join(run_dir, 'test_report.json')}")
+    if task.final_test_title:
+        print(f"pictures: {module.image_dir}")
+    return 0
+
+
+def train_and_report(args, module, trainer, checkpoint, run_dir):
+    """Train, validate, (images) test, then the tables, the plot and where everything is."""
+    from utils.plotting import plot_training_curves
 
     start = time.time()
     trainer.fit(module, ckpt_path=args.resume_training_ckpt or None)
     train_seconds = time.time() - start
     if args.fast_dev_run:
         return 0
-    last_ckpt = os.path.join(ckpt_dir, "last.ckpt")
-
     trainer.validate(module, verbose=False)
     if trainer.global_rank != 0:
         return 0
-    report = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("valid_")}
-    print_loss_table(report, "valid", "validation",
-                     kind="SmoothL1 to the next frame's features" if args.modality == "VID" else None)
-    if args.modality == "IMG":  # what the paper compares: PSNR of denoised test images (docs/method.md §7.5)
+    task = module.task
+    print_loss_table(logged(trainer, "valid_"), "valid", "validation", kind=task.loss_kind)
+    if task.final_test_title:
         trainer.test(module, verbose=False)
-        test = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")}
-        print_loss_table(test, "test", f"test images denoised at noise level {args.denoise_images_noise_level}"
-                         if args.image_task == "denoising" else "test images (latent SmoothL1)")
+        task.print_test_report(logged(trainer, "test_"), task.final_test_title)
         print(f"pictures:    {module.image_dir}")
     print(f"trained {trainer.global_step} steps in {train_seconds:.0f} s")
-
     metrics_csv = os.path.join(run_dir, "metrics.csv")
     plot = plot_training_curves(metrics_csv, os.path.join(run_dir, "training_curves.png"),
                                 title=f"{args.model_name}-{args.model_size} on {args.dataset_name}",
-                                ylabel="cross-entropy (nats / token)" if args.modality == "NLP" else
-                                "loss (SmoothL1 for the EBT, diffusion loss for the DiT)")
-    print(f"checkpoints: {ckpt_dir} (best: {checkpoint.best_model_path or last_ckpt})")
+                                ylabel=task.curve_label)
+    last_ckpt = os.path.join(run_dir, "checkpoints", "last.ckpt")
+    print(f"checkpoints: {os.path.dirname(last_ckpt)} (best: {checkpoint.best_model_path or last_ckpt})")
     print(f"metrics:     {metrics_csv}")
     print(f"plot:        {plot}")
     return 0

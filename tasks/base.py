@@ -8,12 +8,17 @@ are all-reduced across ranks; it has no parameters.
 """
 import torch.nn as nn
 
+from utils.reports import print_loss_table
+
 
 class Task(nn.Module):
     reports_perplexity = False  # per-step perplexities next to the losses (text)
     restart_workers_each_epoch = False  # data drawn anew each epoch (set_epoch): loader workers must restart
     loss_kind = None  # what the console's loss tables measure; None: told by the report's keys
     saves_pictures = False  # grids or strips go to <run>/images
+    answers_questions = False  # a test run writes generated answers (results.jsonl) instead of a test report
+    final_test_title = None  # tasks that also test after training: the title of that table
+    curve_label = "loss"  # the y axis of training_curves.png
 
     def __init__(self, hp):
         super().__init__()
@@ -35,6 +40,13 @@ class Task(nn.Module):
     def describe_inputs(self, model):
         """The inputs part of the run's start-up line."""
         raise NotImplementedError
+
+    def startup_lines(self, model, device):
+        """Lines the run prints at start-up after the model line (e.g. which vocabulary-loss path runs)."""
+        return []
+
+    def print_test_report(self, report, title):
+        print_loss_table(report, "test", title, kind=self.loss_kind)
 
     def validation_step(self, module, batch, batch_idx, out):
         """After the trainer's own bookkeeping of a validation batch's outputs."""

@@ -40,6 +40,7 @@ class ImageQuality(torchmetrics.Metric):
 
 class DenoisingTask(Task):
     saves_pictures = True
+    curve_label = "loss (SmoothL1 for the EBT, diffusion loss for the DiT)"
 
     def __init__(self, hp):
         super().__init__(hp)
@@ -52,6 +53,10 @@ class DenoisingTask(Task):
             # the schedule is built for the training level; a test may then ask for another level
             hp["trained_noise_level"] = hp["denoise_images_noise_level"]
         return {}
+
+    @property
+    def final_test_title(self):  # what the paper compares: PSNR of denoised test images (docs/method.md §7.5)
+        return f"test images denoised at noise level {self.hp.denoise_images_noise_level}"
 
     def splits(self, model, stage):
         hp = self.hp
@@ -122,6 +127,7 @@ class DenoisingTask(Task):
 
 class TextToImageTask(DenoisingTask):
     """The t2i variant: the loss in VAE-latent space, pictures generated from the captions above the real ones."""
+    final_test_title = "test images (latent SmoothL1)"
 
     @staticmethod
     def prepare(hp):

@@ -6,18 +6,27 @@ import torchmetrics
 
 from data.nlp import build_collator, build_splits, load_tokenizer, reference_answer
 from inference.nlp.generate_text import SamplingConfig, generate
+from model.nlp.vocab_step import describe_vocab_path
 from tasks.base import Task
 from utils.metrics import exact_match, token_f1
 
 
 class TextTask(Task):
     reports_perplexity = True
+    curve_label = "cross-entropy (nats / token)"
 
     def __init__(self, hp):
         super().__init__(hp)
         self._tokenizer = None
         # generated answers: mean exact match and token F1 (all-reduced across ranks)
         self.exact_match, self.token_f1 = torchmetrics.MeanMetric(), torchmetrics.MeanMetric()
+
+    @staticmethod
+    def prepare(hp):
+        if hp.get("vocab_size") is None:  # the vocabulary is the tokenizer's
+            tokenizer = load_tokenizer(hp["tokenizer"])
+            hp["vocab_size"], hp["pad_token_id"] = len(tokenizer), tokenizer.pad_token_id
+        return {}
 
     @property
     def tokenizer(self):
@@ -34,6 +43,9 @@ class TextTask(Task):
 
     def describe_inputs(self, model):
         return f"vocabulary {self.hp.vocab_size}, context {self.hp.context_length}"
+
+    def startup_lines(self, model, device):
+        return [describe_vocab_path(model.cfg, model.is_ebt, device)]
 
     @property
     def answers_questions(self):

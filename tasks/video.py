@@ -13,6 +13,7 @@ from inference.vid.generate_video import rollout, rollout_metrics, save_frame_st
 from model.registry import build_video_encoder
 from model.vid.common import frame_features
 from tasks.base import Task
+from utils.reports import print_rollout
 
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -20,6 +21,7 @@ SPLIT_NAMES = ("train", "validation", "test")
 class VideoTask(Task):
     restart_workers_each_epoch = True  # clips are drawn per epoch (set_epoch)
     loss_kind = "SmoothL1 to the next frame's features"
+    curve_label = "SmoothL1 to the next frame's features"
     saves_pictures = True
 
     def __init__(self, hp):
@@ -114,6 +116,11 @@ class VideoTask(Task):
         if key not in self.rollout_metrics:
             self.rollout_metrics[key] = torchmetrics.MeanMetric().to(device)
         return self.rollout_metrics[key]
+
+    def print_test_report(self, report, title):
+        if self.hp.infer_generate_video:
+            return print_rollout(report, self.hp)
+        super().print_test_report(report, title)
 
     def test_report(self, module):
         if not self.hp.infer_generate_video:
