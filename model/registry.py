@@ -5,7 +5,7 @@ The trainer, the inference scripts and the experiments all build models here; th
 """
 import torch
 
-from model.config import config_class, model_key
+from model.config import CONFIGS, config_class, model_key
 from model.img.dit_denoise import DiT_IMG_Denoise
 from model.img.dit_t2i import DiT_IMG_T2I
 from model.img.ebt_denoise import EBT_IMG_Denoise
@@ -20,6 +20,12 @@ MODELS = {("NLP", "ebt"): EBT_NLP, ("NLP", "baseline_transformer"): Baseline_Tra
           ("IMG", "ebt"): EBT_IMG_Denoise, ("IMG", "dit"): DiT_IMG_Denoise,
           ("IMG-t2i", "ebt"): EBT_IMG_T2I, ("IMG-t2i", "dit"): DiT_IMG_T2I,
           ("VID", "ebt"): EBT_VID, ("VID", "baseline_transformer"): Baseline_Transformer_VID}
+
+
+def register_model(task, model_name, model_class, config):
+    """Add a model: (task, --model_name) -> its class and its config (the options it reads). A new modality also
+    registers its task (tasks.register_task); example_code/toy_regression_ebt.py does both."""
+    MODELS[task, model_name], CONFIGS[task, model_name] = model_class, config
 
 
 def build_video_encoder(hp):

@@ -11,9 +11,14 @@ from tasks.video import VideoTask
 TASKS = {"NLP": TextTask, "IMG": DenoisingTask, "IMG-t2i": TextToImageTask, "VID": VideoTask}
 
 
+def register_task(key, task):
+    """Add a task for --modality `key` (its models register in model.registry)."""
+    TASKS[key] = task
+
+
 def task_class(hp):
     """The task class of the hyperparameters' modality (and image task), a dict or a Namespace."""
     return TASKS[model_key(hp)[0]]
 
 
-__all__ = ["TASKS", "Task", "task_class"]
+__all__ = ["TASKS", "Task", "register_task", "task_class"]

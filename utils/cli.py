@@ -628,6 +628,11 @@ def _parser_defaults():
     return vars(build_parser().parse_args([]))
 
 
+def flag_defaults():
+    """Every flag's default, as a fresh dict: the hyperparameters of a run that writes no flag."""
+    return {name: flag_default(name) for name in _parser_defaults()}
+
+
 def flag_default(name):
     """The default of flag `name` as defined here (a fresh copy of a list default)."""
     value = _parser_defaults()[name]
