@@ -25,6 +25,16 @@ def load_error(what, name, tried, error):
                    f"that local directory instead.")
 
 
+def load_pretrained(what, given, name, *classes):
+    """[cls.from_pretrained(name) for cls in classes]: a hub name or a local directory. `given` is what the user
+    wrote (a size key, a name or a folder); a failure is one OSError naming it and the offline way out."""
+    tried = f"local directory {name}" if os.path.isdir(name) else f"hub model {name}"
+    try:
+        return [cls.from_pretrained(name) for cls in classes]
+    except (OSError, ValueError) as error:  # missing files, offline hub, malformed repo ids
+        raise load_error(what, given, tried, error) from error
+
+
 def pretrained_name(size_or_name_or_dir, sizes, flag):
     """A size key of `sizes` -> its hub name; a hub name (owner/name) or a local directory as is."""
     if size_or_name_or_dir in sizes:
@@ -40,11 +50,8 @@ def pretrained_name(size_or_name_or_dir, sizes, flag):
 def load_vae(name_or_dir=DEFAULT_VAE):
     """A frozen diffusers AutoencoderKL from a hub name (e.g. stabilityai/sd-vae-ft-ema) or a local directory."""
     from diffusers import AutoencoderKL
-    tried = f"local directory {name_or_dir}" if os.path.isdir(name_or_dir) else f"hub model {name_or_dir}"
-    try:
-        vae = AutoencoderKL.from_pretrained(name_or_dir)
-    except (OSError, ValueError) as error:  # missing files, offline hub, malformed repo ids
-        raise load_error("VAE (vae_path)", name_or_dir, tried, error) from error
+
+    vae, = load_pretrained("VAE (vae_path)", name_or_dir, name_or_dir, AutoencoderKL)
     return freeze(vae)
 
 

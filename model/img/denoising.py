@@ -2,6 +2,7 @@
 import torch
 import torch.nn as nn
 
+from model.flops import num_patches
 from model.img.diffusion import diffusion_for_noise_level, test_timestep
 
 
@@ -9,6 +10,19 @@ def pixel_mse(denoised, clean):
     """Per-image MSE on the [0, 255] scale of images in [-1, 1], prediction clamped (docs/method.md §7.5). -> (B,)"""
     to_pixels = lambda x: ((x.float().clamp(-1, 1) + 1) * 127.5)
     return (to_pixels(denoised) - to_pixels(clean)).pow(2).flatten(1).mean(1)
+
+
+class PatchDenoiser:
+    """Mixin of both denoising models: their noising process (`self.noising`, an ImageDenoiser) and the patches of
+    their network (`self.network`), one token each."""
+
+    @property
+    def diffusion(self):
+        return self.noising.diffusion
+
+    @property
+    def tokens_per_sample(self):
+        return num_patches(self.network)
 
 
 class ImageDenoiser(nn.Module):

@@ -7,15 +7,15 @@ recursion (`infer_recurse_diffusion_n_times = r`).
 """
 
 from model.config import ImageConfig
-from model.flops import dit_flops, num_patches
+from model.flops import dit_flops
 from model.img.diffusion import diffusion_loss_report
 from model.img.dit import DiT
-from model.img.denoising import ImageDenoiser
+from model.img.denoising import ImageDenoiser, PatchDenoiser
 from model.protocol import Model
 from model.thinking import ThinkingResult
 
 
-class DiT_IMG_Denoise(Model):
+class DiT_IMG_Denoise(PatchDenoiser, Model):
     """DiT (eps + learned sigma) and its Gaussian diffusion."""
 
     def __init__(self, hparams):
@@ -27,12 +27,8 @@ class DiT_IMG_Denoise(Model):
         self.noising = ImageDenoiser(cfg)
 
     @property
-    def diffusion(self):
-        return self.noising.diffusion
-
-    @property
-    def tokens_per_sample(self):
-        return num_patches(self.dit)
+    def network(self):
+        return self.dit
 
     def estimate_flops(self):
         """Training FLOPs per image patch (model/flops.py): one forward and backward of the DiT."""

@@ -15,13 +15,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model.config import ImageEBTConfig
-from model.flops import image_ebt_flops, num_patches
+from model.flops import image_ebt_flops
 from model.img.bidirectional_ebt import BidirectionalEBT
-from model.img.denoising import ImageDenoiser, pixel_mse
+from model.img.denoising import ImageDenoiser, PatchDenoiser, pixel_mse
 from model.thinking import EnergyMinimizer
 
 
-class EBT_IMG_Denoise(EnergyMinimizer):
+class EBT_IMG_Denoise(PatchDenoiser, EnergyMinimizer):
     """Bidirectional EBT energy network + alpha + a learned constant condition (docs/method.md §7.3)."""
 
     def __init__(self, hparams):
@@ -34,12 +34,8 @@ class EBT_IMG_Denoise(EnergyMinimizer):
         self.noising = ImageDenoiser(cfg)
 
     @property
-    def diffusion(self):
-        return self.noising.diffusion
-
-    @property
-    def tokens_per_sample(self):
-        return num_patches(self.transformer)
+    def network(self):
+        return self.transformer
 
     def estimate_flops(self):
         """Training FLOPs per image patch (model/flops.py): second-order thinking steps over the energy network."""

@@ -12,14 +12,13 @@ requires_grad False and run under no_grad.
 `TextToImageEncoders` bundles the two (plus the CLIP tokenizer) for a t2i model. The model keeps it as a plain
 attribute, outside its nn.Module tree, so the encoders are not among `parameters()` (the optimiser never sees
 them) and not in `state_dict()` (checkpoints hold only the trained weights; loading a checkpoint reloads the
-encoders from `vae_path` / `clip_text_encoder_size`). `model.frozen.FollowsDevice` makes `.to()` / `.cuda()` move them anyway.
+encoders from `vae_path` / `clip_text_encoder_size`). `model.frozen.FollowsDevice` makes `.to()` / `.cuda()` move
+them anyway.
 """
-import os
-
 import torch
 
 from model.frozen import (DEFAULT_VAE, VAE_DOWNSAMPLING, VAE_LATENT_CHANNELS, decode_latents, encode_latents, freeze,
-                          load_error, load_vae, pretrained_name, vae_downsampling)
+                          load_pretrained, load_vae, pretrained_name, vae_downsampling)
 
 CLIP_MAX_TOKENS = 77
 
@@ -42,13 +41,9 @@ def clip_text_encoder_name(size_or_name_or_dir):
 def load_clip_text_encoder(size_or_name_or_dir="base"):
     """(frozen transformers CLIPTextModel, its CLIPTokenizer) from a size key, a hub name or a local directory."""
     from transformers import CLIPTextModel, CLIPTokenizer
-    name = clip_text_encoder_name(size_or_name_or_dir)
-    tried = f"local directory {name}" if os.path.isdir(name) else f"hub model {name}"
-    try:
-        text_model = CLIPTextModel.from_pretrained(name)
-        tokenizer = CLIPTokenizer.from_pretrained(name)
-    except (OSError, ValueError) as error:
-        raise load_error("CLIP text encoder (clip_text_encoder_size)", size_or_name_or_dir, tried, error) from error
+
+    text_model, tokenizer = load_pretrained("CLIP text encoder (clip_text_encoder_size)", size_or_name_or_dir,
+                                            clip_text_encoder_name(size_or_name_or_dir), CLIPTextModel, CLIPTokenizer)
     return freeze(text_model), tokenizer
 
 

@@ -23,13 +23,12 @@ requires_grad False, no_grad. A `FrameEncoder` is a plain object, not an nn.Modu
 record it and refuse to mix features of different encoders.
 """
 import hashlib
-import os
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.frozen import VAE_SCALE, freeze, load_error, load_vae, pretrained_name, vae_downsampling
+from model.frozen import VAE_SCALE, freeze, load_pretrained, load_vae, pretrained_name, vae_downsampling
 
 DEFAULT_VIDEO_VAE = "stabilityai/sd-vae-ft-mse"  # published video VAE (docs/method.md §8.1; -ema only with use_ema)
 BACKBONE_TYPES = ("vae", "dinov2", "pixels")
@@ -194,12 +193,9 @@ def dinov2_model_name(size_or_name_or_dir):
 def load_dinov2(size_or_name_or_dir="base"):
     """A frozen transformers Dinov2Model from a size key, a hub name or a local directory."""
     from transformers import Dinov2Model
-    name = dinov2_model_name(size_or_name_or_dir)
-    tried = f"local directory {name}" if os.path.isdir(name) else f"hub model {name}"
-    try:
-        model = Dinov2Model.from_pretrained(name)
-    except (OSError, ValueError) as error:
-        raise load_error("DINOv2 (vit_backbone_size)", size_or_name_or_dir, tried, error) from error
+
+    model, = load_pretrained("DINOv2 (vit_backbone_size)", size_or_name_or_dir,
+                             dinov2_model_name(size_or_name_or_dir), Dinov2Model)
     return freeze(model)
 
 
