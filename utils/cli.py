@@ -434,14 +434,9 @@ def validate(args):
         return "--min_lr_scale must be >= 1 (the floor is peak / min_lr_scale)"
     if args.compile_model and args.model_name == "ebt":
         return "--compile_model cannot be used with the EBT: torch.compile cannot double-backward; drop the flag"
-    if args.dataset_name == "text" and not args.dataset_dir:
-        return "--dataset_name text needs --dataset_dir pointing at a folder of .txt files"
-    if args.dataset_dir and not os.path.exists(args.dataset_dir) and args.dataset_name not in ("pajama", "fineweb"):
-        return f"--dataset_dir {args.dataset_dir} does not exist"
-    if args.only_test and not args.only_test_model_ckpt:
-        return "--only_test needs --only_test_model_ckpt path/to/checkpoint.ckpt"
-    if args.only_test_model_ckpt and not os.path.isfile(args.only_test_model_ckpt):
-        return f"--only_test_model_ckpt {args.only_test_model_ckpt}: no such file"
+    message = validate_files(args)
+    if message:
+        return message
     if args.execution_mode == "inference" and not args.only_test:
         return "--execution_mode inference evaluates a checkpoint: add --only_test --only_test_model_ckpt CKPT"
     if (args.modality == "NLP" and args.execution_mode == "inference" and trained_model_known
@@ -458,10 +453,6 @@ def validate(args):
                 "bigbench_<task>, lambada, planbench)")
     if args.finetuning_model_ckpt and (args.execution_mode != "finetune" or args.resume_training_ckpt):
         return "--finetuning_model_ckpt needs --execution_mode finetune and no --resume_training_ckpt"
-    if args.finetuning_model_ckpt and not os.path.isfile(args.finetuning_model_ckpt):
-        return f"--finetuning_model_ckpt {args.finetuning_model_ckpt}: no such file"
-    if args.resume_training_ckpt and not os.path.isfile(args.resume_training_ckpt):
-        return f"--resume_training_ckpt {args.resume_training_ckpt}: no such file"
     if args.is_slurm_run and not args.override_slurm_checks:
         debug = [f for f in ("debug_mode", "detect_anomaly", "fast_dev_run", "find_unused_parameters",
                              "debug_unused_parameters")
@@ -476,6 +467,21 @@ def validate(args):
                 InferenceConfig.from_hparams(args)
         except ValueError as error:
             return str(error)
+    return None
+
+
+def validate_files(args):
+    """The data folder and checkpoints the flags name exist, or the problem."""
+    if args.dataset_name == "text" and not args.dataset_dir:
+        return "--dataset_name text needs --dataset_dir pointing at a folder of .txt files"
+    if args.dataset_dir and not os.path.exists(args.dataset_dir) and args.dataset_name not in ("pajama", "fineweb"):
+        return f"--dataset_dir {args.dataset_dir} does not exist"
+    if args.only_test and not args.only_test_model_ckpt:
+        return "--only_test needs --only_test_model_ckpt path/to/checkpoint.ckpt"
+    for flag in ("only_test_model_ckpt", "finetuning_model_ckpt", "resume_training_ckpt"):
+        path = getattr(args, flag)
+        if path and not os.path.isfile(path):
+            return f"--{flag} {path}: no such file"
     return None
 
 
