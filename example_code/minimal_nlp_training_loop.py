@@ -10,13 +10,12 @@ Like the published example, it does not reproduce the paper's results: use train
 import argparse
 import os
 import sys
-from types import SimpleNamespace
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from data.nlp import build_nlp_datasets, load_tokenizer  # noqa: E402
+from data.nlp import TextDataConfig, build_nlp_datasets, load_tokenizer  # noqa: E402
 from model.nlp.baseline_transformer import Baseline_Transformer_NLP  # noqa: E402
 from model.nlp.ebt import EBT_NLP  # noqa: E402
 
@@ -31,8 +30,8 @@ def main(argv=None):
     torch.manual_seed(0)
 
     tokenizer = load_tokenizer("byte")
-    data = SimpleNamespace(dataset_name="shakespeare", dataset_dir="", context_length=64, validation_split_pct=0.01,
-                           seed=0, pretokenize_dataset=False, num_workers=0, tokenizer="byte")
+    data = TextDataConfig(dataset_name="shakespeare", context_length=64, validation_split_pct=0.01, seed=0,
+                          num_workers=0, tokenizer="byte")
     train, valid = build_nlp_datasets(data, tokenizer)
 
     hparams = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, context_length=64,

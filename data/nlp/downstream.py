@@ -137,26 +137,26 @@ def downstream_spec(name):
 # ----------------------------------------------------------------------------------------------------------------
 # Splits
 
-def load_downstream_split(hp, split: str) -> "list[dict] | HFDataset":
+def load_downstream_split(data, split: str) -> "list[dict] | HFDataset":
     """Rows {"question", "answer"} of our `split` (train | validation | test) of --dataset_name (mapping above)."""
     if split not in SPLITS:
         raise ValueError(f"split {split!r}: choose one of {', '.join(SPLITS)}")
-    check_execution_mode(hp.execution_mode)
-    spec = downstream_spec(hp.dataset_name)
+    check_execution_mode(data.execution_mode)
+    spec = downstream_spec(data.dataset_name)
     plan = SPLIT_PLANS[spec.kind][split]
     if plan is None:
         raise ValueError(f"--dataset_name {spec.name}: {spec.repo} has only a train split, so there is no test "
                          "split; evaluate on its validation split (a seeded --validation_split_pct slice of train) "
                          "or choose another --dataset_name")
-    parts = [config_split(hp, spec, config, split, plan) for config in spec.configs]
+    parts = [config_split(data, spec, config, split, plan) for config in spec.configs]
     return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
 
 
-def config_split(hp, spec, config, split, plan):
+def config_split(data, spec, config, split, plan):
     """Our `split` of one hub config: load the published split (or the local rows), normalise, take the slice."""
     real, part = plan
-    if hp.dataset_dir:
-        available = local_splits(hp, spec, config)
+    if data.dataset_dir:
+        available = local_splits(data, spec, config)
         if UNSPLIT in available:
             published = {p[0] for p in SPLIT_PLANS[spec.kind].values() if p is not None}
             if len(published) == 1:  # lambada / planbench: the rows are their one published split
@@ -164,27 +164,27 @@ def config_split(hp, spec, config, split, plan):
             else:
                 real, part = UNSPLIT_PLAN[split]
                 if split == "test":
-                    note(f"note: --dataset_dir {hp.dataset_dir} names no splits, so the {spec.name} test split is the "
+                    note(f"note: --dataset_dir {data.dataset_dir} names no splits, so the {spec.name} test split is the "
                          f"seeded validation slice of its rows")
         if real not in available:
             found = ", ".join(sorted(available)) or "none"
-            raise ValueError(f"--dataset_dir {hp.dataset_dir}: has no '{real}' split of {spec.repo} ({config}) for "
+            raise ValueError(f"--dataset_dir {data.dataset_dir}: has no '{real}' split of {spec.repo} ({config}) for "
                              f"--dataset_name {spec.name} (found: {found}); add a {real}.jsonl / {real}.parquet file "
                              "or a save_to_disk split of that name")
-        raw, where = available[real](), f"--dataset_dir {hp.dataset_dir}"
+        raw, where = available[real](), f"--dataset_dir {data.dataset_dir}"
     else:
         raw, where = hub_split(spec, config, real), f"--dataset_name {spec.name}"
     if spec.kind == "lambada" and split != "test":
         note(f"note: {spec.repo} has only a test split; the {spec.name} train/validation splits are a seeded "
              "--validation_split_pct split of it, so a model trained on them has seen the test texts")
-    rows = normalise(spec.kind, raw, hp.execution_mode, where)
+    rows = normalise(spec.kind, raw, data.execution_mode, where)
     if part is None:
         return rows
-    fraction = GSM8K_VALIDATION_FRACTION if spec.kind == "gsm8k" else hp.validation_split_pct
+    fraction = GSM8K_VALIDATION_FRACTION if spec.kind == "gsm8k" else data.validation_split_pct
     if len(rows) < 2:
         raise ValueError(f"{where}: {spec.name} ({config}) has {len(rows)} usable row(s), need at least 2 to split "
                          "off a validation slice; add rows")
-    train, validation = split_train_val(rows, fraction, hp.seed)
+    train, validation = split_train_val(rows, fraction, data.seed)
     return rows.select((train if part == "train" else validation).indices.tolist())
 
 
@@ -215,9 +215,9 @@ def first_line(error):
 # ----------------------------------------------------------------------------------------------------------------
 # Local copies
 
-def local_splits(hp, spec, config):
+def local_splits(data, spec, config):
     """{published split or UNSPLIT: loader of its raw rows} found in --dataset_dir for one config."""
-    root = hp.dataset_dir
+    root = data.dataset_dir
     if not os.path.exists(root):
         raise ValueError(f"--dataset_dir {root}: does not exist; pass a local copy of {spec.repo} or leave it empty "
                          "to load from the Hugging Face hub")
@@ -412,10 +412,10 @@ def reference_answer(dataset_name, answer) -> str:
 class DownstreamDataset(Dataset):
     """One split of --dataset_name as {"prompt", "answer"} items formatted for --execution_mode."""
 
-    def __init__(self, hp, split, examples=None):
-        check_execution_mode(hp.execution_mode)
-        self.execution_mode = hp.execution_mode
-        self.examples = load_downstream_split(hp, split) if examples is None else examples
+    def __init__(self, data, split, examples=None):
+        check_execution_mode(data.execution_mode)
+        self.execution_mode = data.execution_mode
+        self.examples = load_downstream_split(data, split) if examples is None else examples
 
     def __len__(self):
         return len(self.examples)
