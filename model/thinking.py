@@ -185,6 +185,27 @@ class EnergyMinimizer(Model):
                                                         requires_grad=False)
         self.grad_clamp_max_change = cfg.clamp_futures_grad_max_change
 
+    def initial_state(self, rows, n, device, latest=None):
+        """The initial guess of `rows` rows of n predictions, on `device`; `latest` holds the newest observed inputs
+        at those positions (B rows, B dividing `rows`), for guesses that start from them. What `think_about`
+        starts from: the autoregressive EBTs implement it."""
+        raise NotImplementedError
+
+    def normalizer(self):
+        """The map applied to a state before each energy (the text EBT's softmax), or None."""
+        return None
+
+    def think_about(self, energy_fn, B, n, device, learning=False, final_energy=False, latest=None):
+        """System 1 thinking over (B, n) predictions for any energy function over them (a batch's, or a KV
+        cache's during generation), from `initial_state`; the step size is per (row, position) when randomised."""
+        return self.minimize(energy_fn, self.initial_state(B, n, device, latest), (B, n, 1), learning, final_energy,
+                             self.normalizer())
+
+    def advanced_think_about(self, energy_for, B, n, device, icfg, latest=None):
+        """System 2 thinking at test time over any energy function; energy_for(G) serves the B*G repeated rows."""
+        return self.minimize_best_of(energy_for, lambda rows: self.initial_state(rows, n, device, latest), B, icfg,
+                                     self.normalizer())
+
     def think_for_loss(self, observed, training, final_energy, inference):
         """(thinking result, whether it holds the final energy) for a batch: System 2 thinking at test time when
         `inference` (an InferenceConfig) is given, else the trained schedule (a second-order graph only when

@@ -161,8 +161,8 @@ def test_replayed_rows_continue_from_their_stored_logits():
     assert second["count"] == 6 * 12  # 4 fresh + 2 replayed rows
     assert len(model.replay_buffer) == 8 and int(model.replay_buffer.count) == 8
     seen = {}
-    original = model.initial_state  # both vocabulary paths start thinking here
-    model.initial_state = lambda *args, **kw: seen.update(initial_logits=args[3]) or original(*args, **kw)
+    original = model.initial_with_replayed  # both vocabulary paths start thinking here
+    model.initial_with_replayed = lambda *args, **kw: seen.update(initial_logits=args[3]) or original(*args, **kw)
     model.forward_loss_wrapper(batch(4, seed=2), "train")
     assert seen["initial_logits"].shape == (2, 12, 40)
     assert "final_energy" in model.forward_loss_wrapper(batch(4), "valid")  # no replay outside training

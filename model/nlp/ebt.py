@@ -82,20 +82,17 @@ class EBT_NLP(EnergyMinimizer):
         initial_logits (R, n, V) replace the initial guess of the LAST R rows (replayed rows).
         """
         B, n = input_ids.shape
-        return self.think_about(self.energy_function(input_ids, learning), B, n, input_ids.device, learning,
-                                final_energy, initial_logits=initial_logits)
+        z0 = self.initial_with_replayed(B, n, input_ids.device, initial_logits)
+        return self.minimize(self.energy_function(input_ids, learning), z0, (B, n, 1), learning, final_energy,
+                             self.normalizer())
 
-    def think_about(self, energy_fn, B, n, device, learning=False, final_energy=False, latest=None,
-                    initial_logits=None):
-        """The thinking of `forward` for any energy function over (B, n) predictions (e.g. a KV cache's).
-        `latest` (the newest observed tokens) is part of the shared interface; a text guess does not use it."""
-        z0 = self.initial_state(B, n, device, initial_logits)
-        # alpha per (row, position) when randomised
-        return self.minimize(energy_fn, z0, (B, n, 1), learning, final_energy, self._normalizer())
+    def initial_state(self, rows, n, device, latest=None):
+        """Random (or zero) initial logits (rows, n, V); a text guess does not start from the observed tokens."""
+        return self.initial_logits(rows, n, device)
 
-    def initial_state(self, B, n, device, initial_logits=None):
-        """Random initial logits (B, n, V); initial_logits (R, n, V) replace those of the last R rows."""
-        z0 = self.initial_logits(B, n, device)
+    def initial_with_replayed(self, B, n, device, initial_logits=None):
+        """initial_state, with initial_logits (R, n, V) (replayed rows) in place of those of the last R rows."""
+        z0 = self.initial_state(B, n, device)
         if initial_logits is not None:
             z0 = torch.cat([z0[:B - initial_logits.shape[0]], initial_logits.to(z0.dtype)])
         return z0
@@ -112,7 +109,7 @@ class EBT_NLP(EnergyMinimizer):
         the same energies and losses, without the autograd graph over (B, n, V) tensors. `states` holds
         the final logits only, or those after every step with keep_states."""
         B, n = input_ids.shape
-        z0 = self.initial_state(B, n, input_ids.device, initial_logits)
+        z0 = self.initial_with_replayed(B, n, input_ids.device, initial_logits)
         weight, vocab_first = self.prediction_embedding()
         cfg = self.cfg
         return think_over_vocabulary(
@@ -121,7 +118,7 @@ class EBT_NLP(EnergyMinimizer):
             rows=chunk_rows(cfg.vocab_size, cfg.vocab_chunk_mb, input_ids.device), evaluate_final_energy=final_energy,
             keep_states=keep_states, **self.thinking_plan((B, n, 1), learning))
 
-    def _normalizer(self):
+    def normalizer(self):
         return self.normalize if self.cfg.normalize_initial_condition else None
 
     def estimate_flops(self):
@@ -138,12 +135,6 @@ class EBT_NLP(EnergyMinimizer):
         # rows b0g0, b0g1, ...: each copy gets its own initial guess
         energy_for = lambda G: self.energy_function(input_ids.repeat_interleave(G, dim=0), learning=False)
         return self.advanced_think_about(energy_for, B, n, input_ids.device, icfg)
-
-    def advanced_think_about(self, energy_for, B, n, device, icfg, latest=None):
-        """advanced_inference for any energy function; energy_for(G) serves the B*G repeated rows (`latest`: as in
-        think_about)."""
-        return self.minimize_best_of(energy_for, lambda rows: self.initial_logits(rows, n, device), B, icfg,
-                                     self._normalizer())
 
     # ------------------------------------------------------------------ losses
 

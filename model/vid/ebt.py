@@ -61,15 +61,9 @@ class EBT_VID(FollowsDevice, EnergyMinimizer):
         energy = self.transformer.energy_function(self.embed_observed(observed_features), learning)
         return lambda p, landscape: energy(self.embed_prediction(p), landscape)
 
-    def think_about(self, energy_fn, B, n, device, learning=False, final_energy=False, latest=None):
-        """Thinking over (B, n) predictions for any energy function; `latest` (B, n, F) are the newest observed
-        features at those positions (copied by the most_recent_embedding initial guess; random and zero guesses
-        take their shape, so `device` is not needed)."""
-        return self.minimize(energy_fn, self.initial_features(latest), (B, n, 1), learning, final_energy)
-
-    def advanced_think_about(self, energy_for, B, n, device, icfg, latest=None):
-        """System 2 thinking at test time; best-of-N keeps, per position, the sample of lowest energy."""
-        return self.minimize_best_of(energy_for, lambda rows: self.initial_features(latest, rows), B, icfg)
+    def initial_state(self, rows, n, device, latest=None):
+        """initial_features of the newest observed frames `latest` (B, n, F), for `rows` rows."""
+        return self.initial_features(latest, rows)
 
     def forward(self, features, learning=False, final_energy=False):
         """Think about the next frame at every position. features (B, n, F) -> ThinkingResult of (B, n, F)."""
