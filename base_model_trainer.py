@@ -10,7 +10,7 @@ import torch
 import torchmetrics
 from torch.utils.data import DataLoader
 
-from data.samplers import ResumableBatchSampler
+from data.samplers import EvaluationShardSampler, ResumableBatchSampler
 from model.config import InferenceConfig
 from model.registry import build_model
 from tasks import task_class
@@ -104,9 +104,7 @@ class ModelTrainer(L.LightningModule):
         return DataLoader(self.train_dataset, batch_sampler=self.train_batch_sampler, **self._loader_kwargs())
 
     def _evaluation_loader(self, dataset):
-        sampler = None
-        if self.trainer.world_size > 1:
-            sampler = torch.utils.data.distributed.DistributedSampler(dataset, shuffle=False)
+        sampler = EvaluationShardSampler(len(dataset), self.global_rank, self.trainer.world_size)
         return DataLoader(dataset, batch_size=self.hparams.batch_size_per_device, sampler=sampler,
                           **self._loader_kwargs())
 

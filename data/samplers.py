@@ -34,3 +34,21 @@ class ResumableBatchSampler(Sampler):
             start = (b * self.world_size + self.rank) * self.batch_size
             yield order[start:start + self.batch_size].tolist()
         self.epoch += 1
+
+
+class EvaluationShardSampler(Sampler):
+    """Evaluation rows of one rank: rows r, r+W, r+2W, ... in order, every row on exactly one rank.
+
+    torch's DistributedSampler pads the ranks to equal length with repeated rows, which a token-weighted mean
+    over the whole split would count twice; here ranks may differ by one row instead (their metrics are summed
+    across ranks at the epoch's end, so no step needs the ranks in lockstep).
+    """
+
+    def __init__(self, num_examples, rank=0, world_size=1):
+        self.num_examples, self.rank, self.world_size = num_examples, rank, world_size
+
+    def __len__(self):
+        return len(range(self.rank, self.num_examples, self.world_size))
+
+    def __iter__(self):
+        return iter(range(self.rank, self.num_examples, self.world_size))

@@ -141,6 +141,49 @@ def test_two_process_ddp_run_on_cpu(tmp_path, corpus):
     assert max(read_metrics(run_dir)("train_loss")) == 5  # rank 0 logged global steps 0..5
 
 
+def test_evaluation_shards_count_every_row_once():
+    from data.samplers import EvaluationShardSampler
+
+    shards = [list(EvaluationShardSampler(10, rank, 3)) for rank in range(3)]
+    assert sorted(sum(shards, [])) == list(range(10)) and [len(s) for s in shards] == [4, 3, 3]
+    assert list(EvaluationShardSampler(5)) == list(range(5))  # one process: the split in order
+
+
+def test_two_process_evaluation_equals_one_process(tmp_path, corpus):
+    """Each held-out row is evaluated once across ranks (no padding rows), so the token-weighted test loss of
+    a 2-process run equals the single-process one on a split of odd length. The Transformer++: an EBT's initial
+    guesses are seeded per (batch, rank), so its losses move with the sharding by the thinking noise alone."""
+    import json
+    import subprocess
+    import sys
+
+    from base_model_trainer import ModelTrainer
+
+    run_dir = run(tmp_path, corpus, "--model_name", "baseline_transformer", "--max_steps", "40",
+                  "--val_check_interval", "40", "--peak_learning_rate", "0.01", name="trained")
+    checkpoint = os.path.join(run_dir, "checkpoints", "last.ckpt")
+    hp = torch.load(checkpoint, weights_only=False)["hyper_parameters"]
+    # a few rows, an odd number: a padded sampler would count one of them twice in the mean
+    split = next(pct for pct in ("0.001", "0.0013", "0.0016", "0.0019", "0.0022", "0.0025")
+                 if len(ModelTrainer(dict(hp, validation_split_pct=float(pct))).task.splits(None, "test")[2]) % 2)
+    argv = ["--only_test", "--only_test_model_ckpt", checkpoint, "--validation_split_pct", split,
+            "--batch_size_per_device", "2", "--no_wandb"]
+    reports = {}
+    for processes in (1, 2):
+        log_dir = tmp_path / f"eval{processes}"
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        result = subprocess.run([sys.executable, "train_model.py", *argv, "--log_dir", str(log_dir),
+                                 "--num_cpu_processes", str(processes)], cwd=root, capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        (report,) = glob.glob(str(log_dir / "*" / "*" / "test_report.json"))
+        with open(report) as f:
+            reports[processes] = json.load(f)
+    assert reports[1].keys() == reports[2].keys()
+    for key, value in reports[1].items():
+        assert reports[2][key] == pytest.approx(value, rel=1e-6), key
+
+
 def test_debug_dataloader_iterates_the_training_set_once_and_trains_nothing(tmp_path, corpus, capsys):
     log_dir = tmp_path / "logs"
     assert train_model.main(tiny_run("--debug_dataloader", "--dataset_dir", corpus, "--log_dir", str(log_dir))) == 0
