@@ -73,6 +73,8 @@ def test_run_name_parsing_of_job_scripts():
     (NLP + ["--model_size", "huge"], "invalid choice: 'huge'"),
     (NLP + ["--distributed_strategy", "fsdp"], "--distributed_strategy fsdp needs GPUs"),
     (NLP + ["--distributed_strategy", "horovod"], "invalid choice: 'horovod'"),
+    (quickstart_argv("baseline_transformer") + ["--distributed_strategy", "fsdp", "--compile_model"],
+     "--compile_model cannot be combined with --distributed_strategy fsdp"),
     (NLP + ["--vocab_chunk_mb", "0"], "--vocab_chunk_mb 0 must be positive"),
     (NLP + ["--fused_vocab_loss", "on", "--no_mcmc_detach"],
      "--fused_vocab_loss on cannot run: --no_mcmc_detach differentiates through the states"),

@@ -432,6 +432,8 @@ def validate(args):
         return "--max_scheduling_steps must be at least --warm_up_steps"
     if args.min_lr_scale < 1:
         return "--min_lr_scale must be >= 1 (the floor is peak / min_lr_scale)"
+    if args.compile_model and args.distributed_strategy == "fsdp":
+        return "--compile_model cannot be combined with --distributed_strategy fsdp here; drop one of them"
     if args.compile_model and args.model_name == "ebt":
         return "--compile_model cannot be used with the EBT: torch.compile cannot double-backward; drop the flag"
     message = validate_files(args)
