@@ -80,6 +80,19 @@ def test_run_name_parsing_of_job_scripts():
      "--fused_vocab_loss on cannot run: --no_mcmc_detach differentiates through the states"),
     (NLP + ["--fused_vocab_loss", "on", "--absolute_clamp", "5"], "--fused_vocab_loss on cannot run: --absolute_clamp"),
     (NLP + ["--infer_echo", "maybe"], "argument --infer_echo: 'maybe' is not True or False"),
+    # values outside their ranges (utils/cli.VALUE_RANGES), before any library sees them
+    (NLP + ["--limit_val_batches", "1.5"], "--limit_val_batches 1.5: must be a fraction in [0, 1] or a whole number"),
+    (NLP + ["--seed", "-5"], "--seed -5: must be a whole number in 0 .. 2**32 - 1"),
+    (NLP + ["--multiheaded_attention_heads", "-2"], "--multiheaded_attention_heads -2: must be >= 0"),
+    (NLP + ["--override_embedding_dim", "-64"], "--override_embedding_dim -64: must be >= 0"),
+    (NLP + ["--override_transformer_blocks", "-1"], "--override_transformer_blocks -1: must be >= 0"),
+    (NLP + ["--num_workers", "-1"], "--num_workers -1: must be >= 0"),
+    (NLP + ["--val_check_interval", "0"], "--val_check_interval 0: must be a fraction of an epoch in (0, 1]"),
+    (NLP + ["--save_top_k_ckpts", "-2"], "--save_top_k_ckpts -2: must be >= -1"),
+    (NLP + ["--peak_learning_rate", "-0.001"], "--peak_learning_rate -0.001: must be positive"),
+    (NLP + ["--mcmc_replay_buffer", "--mcmc_replay_buffer_size", "0"], "--mcmc_replay_buffer_size must be at least 1"),
+    (VID + ["--image_dims", "0", "0"], "--image_dims 0 0: must be positive"),
+    (VID + ["--pixel_pooling", "0"], "--pixel_pooling 0: must be >= 1"),
     # written flags the chosen modality and model do not read
     (IMG + ["--fused_vocab_loss", "off"], "--fused_vocab_loss is not read by --modality IMG --model_name ebt "
                                           "(only by NLP ebt, NLP baseline_transformer"),

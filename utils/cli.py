@@ -392,6 +392,55 @@ def resolve_model_size(args):
     args.multiheaded_attention_heads = args.multiheaded_attention_heads or heads
 
 
+def _batches(value):
+    return value is None or (isinstance(value, int) and value >= 2) or 0 <= value <= 1
+
+
+# The range of each numeric flag that has one, checked before anything else: flag -> (test, what to write).
+VALUE_RANGES = {
+    "seed": (lambda v: 0 <= v < 2**32, "a whole number in 0 .. 2**32 - 1"),
+    "override_embedding_dim": (lambda v: v >= 0, ">= 0 (0: the size preset's)"),
+    "override_transformer_blocks": (lambda v: v >= 0, ">= 0 (0: the size preset's)"),
+    "multiheaded_attention_heads": (lambda v: v >= 0, ">= 0 (0: the size preset's)"),
+    "peak_learning_rate": (lambda v: v > 0, "positive"),
+    "weight_decay": (lambda v: v >= 0, ">= 0"),
+    "beta1": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "beta2": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "num_workers": (lambda v: v >= 0, ">= 0 (0: load in the training process)"),
+    "prefetch_factor": (lambda v: v is None or v >= 1, ">= 1"),
+    "log_every_n_steps": (lambda v: v >= 1, ">= 1"),
+    "log_image_every_n_steps": (lambda v: v >= 0, ">= 0 (0: never)"),
+    "wandb_watch_log_freq": (lambda v: v >= 1, ">= 1"),
+    "save_top_k_ckpts": (lambda v: v >= -1, ">= -1 (-1: keep every checkpoint)"),
+    "val_sanity": (lambda v: v >= 0, ">= 0"),
+    "check_val_every_n_epoch": (lambda v: v is None or v >= 1, ">= 1"),
+    "val_check_interval": (lambda v: v is None or (isinstance(v, int) and v >= 2) or 0 < v <= 1,
+                           "a fraction of an epoch in (0, 1] or a whole number of steps (2 or more)"),
+    "limit_train_batches": (_batches, "a fraction in [0, 1] or a whole number of batches (2 or more)"),
+    "limit_val_batches": (_batches, "a fraction in [0, 1] or a whole number of batches (2 or more)"),
+    "limit_test_batches": (_batches, "a fraction in [0, 1] or a whole number of batches (2 or more)"),
+    "overfit_batches": (_batches, "a fraction in [0, 1] or a whole number of batches (2 or more)"),
+    "image_dims": (lambda v: min(v) >= 1, "positive"),
+    "pixel_pooling": (lambda v: v >= 1, ">= 1 (1: no pooling)"),
+    "time_between_frames": (lambda v: v > 0, "positive (seconds)"),
+    "sampling_rate": (lambda v: v >= 0, ">= 0 (0: use --time_between_frames)"),
+    "infer_video_condition_frames": (lambda v: v >= 1, ">= 1"),
+    "clamp_futures_grad_max_change": (lambda v: v > 0, "positive"),
+    "gaussian_random_noise_scaling": (lambda v: v >= 0, ">= 0"),
+}
+
+
+def value_out_of_range(args):
+    """The first flag whose value is outside its range (VALUE_RANGES), as a message; or None."""
+    for name, (in_range, wanted) in VALUE_RANGES.items():
+        value = getattr(args, name, None)
+        if value is not None and not in_range(value):
+            shown = " ".join(map(str, value)) if isinstance(value, list) else f"{value:g}" if isinstance(
+                value, float) else value
+            return f"--{name} {shown}: must be {wanted}"
+    return None
+
+
 def validate(args):
     """Reject impossible combinations before any work; returns the first problem or None.
 
@@ -400,6 +449,9 @@ def validate(args):
     """
     trained_model_known = (not (args.only_test or args.finetuning_model_ckpt)
                            or getattr(args, "trained_hparams_loaded", False))
+    message = value_out_of_range(args)
+    if message:
+        return message
     if trained_model_known:
         try:
             config_class(args)
