@@ -65,18 +65,34 @@ def wandb_configured(args):
 
 def load_checkpoint_hparams(args, argv, path, flag, finetune=False):
     """The checkpoint's hyperparameters with this command line's overrides (docs/method.md §11.2), and its weights."""
-    import torch
-
     from utils.cli import inherit_checkpoint_hparams
+
+    checkpoint = read_checkpoint(path, flag)
+    hp = inherit_checkpoint_hparams(args, argv, checkpoint["hyper_parameters"], finetune=finetune)
+    return hp, checkpoint["state_dict"]
+
+
+def read_checkpoint(path, flag):
+    """A training checkpoint of this project, or one line saying the file is not one."""
+    import torch
 
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        trained = checkpoint["hyper_parameters"]
+        checkpoint["hyper_parameters"], checkpoint["state_dict"]
     except Exception as error:  # a truncated or foreign file
         raise UsageError(f"train_model.py: error: --{flag} {path} is not a checkpoint of this project "
                          f"({type(error).__name__}: {error})") from error
-    hp = inherit_checkpoint_hparams(args, argv, trained, finetune=finetune)
-    return hp, checkpoint["state_dict"]
+    return checkpoint
+
+
+def check_resume(args):
+    """--resume_training_ckpt continues the same run: the same model and schedule, and steps left to train."""
+    from utils.cli import resume_mismatch
+
+    checkpoint = read_checkpoint(args.resume_training_ckpt, "resume_training_ckpt")
+    message = resume_mismatch(args, checkpoint["hyper_parameters"], checkpoint.get("global_step", 0))
+    if message:
+        raise UsageError(f"train_model.py: error: --resume_training_ckpt {args.resume_training_ckpt}: {message}")
 
 
 def main(argv=None):
@@ -121,6 +137,8 @@ def read_command_line(argv):
     if args.finetuning_model_ckpt:
         return load_checkpoint_hparams(args, argv, args.finetuning_model_ckpt, "finetuning_model_ckpt",
                                        finetune=True)
+    if args.resume_training_ckpt:
+        check_resume(args)
     return args, None
 
 

@@ -77,6 +77,34 @@ def test_resumed_run_repeats_the_uninterrupted_one(tmp_path, corpus):
         assert resumed_loss[s] == pytest.approx(full_loss[s], rel=1e-5, abs=1e-6)
 
 
+def test_resuming_from_a_file_that_cannot_continue_the_run_stops_with_one_line(tmp_path, corpus, capsys):
+    run_dir = run(tmp_path, corpus, "--max_steps", "6", "--val_check_interval", "6", "--mcmc_step_size", "5",
+                  name="first")
+    checkpoint = os.path.join(run_dir, "checkpoints", "last.ckpt")
+    text = tmp_path / "notes.ckpt"
+    text.write_text("not a checkpoint")
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(open(checkpoint, "rb").read()[:1000])
+    capsys.readouterr()  # the training run's own output
+    for resume, extra, message in [
+            (str(text), [], "is not a checkpoint of this project"),
+            (str(truncated), [], "is not a checkpoint of this project"),
+            (checkpoint, ["--model_name", "baseline_transformer"],
+             "it is a --model_name ebt checkpoint and this run has --model_name baseline_transformer"),
+            (checkpoint, ["--override_embedding_dim", "48"], "it was trained with embedding_dim 32, this run has 48"),
+            (checkpoint, ["--mcmc_step_size", "7"], "it was trained with mcmc_step_size 5.0, this run has 7.0"),
+            (checkpoint, ["--max_steps", "6"], "the checkpoint is at step 6 and --max_steps is 6: nothing left"),
+            (checkpoint, ["--max_steps", "12"], "pass --max_scheduling_steps 6 to continue it")]:
+        thinking = [] if "baseline_transformer" in extra else ["--mcmc_step_size", "5"]
+        schedule = [] if "--max_steps" in extra else ["--max_steps", "12", "--max_scheduling_steps", "6"]
+        argv = tiny_run(*thinking, *schedule, *extra, "--dataset_dir", corpus, "--log_dir", str(tmp_path / "resumed"),
+                        "--resume_training_ckpt", resume)
+        assert train_model.main(argv) == 2, extra
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, (extra, err)
+    assert not (tmp_path / "resumed").exists()
+
+
 def test_interrupted_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
     path = tmp_path / "last.ckpt"
     atomic_torch_save({"step": 1}, path)

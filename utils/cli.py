@@ -683,6 +683,35 @@ def inherit_checkpoint_hparams(args, argv, trained, finetune=False):
     return hp
 
 
+# What a resumed run must share with its checkpoint besides the model's options: the schedule it continues.
+RESUME_SCHEDULE_FLAGS = ("peak_learning_rate", "warm_up_steps", "max_scheduling_steps", "min_lr_scale",
+                         "mcmc_step_size_lr_multiplier", "batch_size_per_device", "accumulate_grad_batches")
+
+
+def resume_mismatch(args, trained, global_step):
+    """Why a run cannot resume from a checkpoint with hyperparameters `trained` at optimizer step `global_step`
+    (another task, model, size or schedule; nothing left to train), or None."""
+    for name in ("modality", "image_task", "model_name"):
+        if trained.get(name) != getattr(args, name) and (name != "image_task" or args.modality == "IMG"):
+            return (f"it is a --{name} {trained.get(name)} checkpoint and this run has --{name} "
+                    f"{getattr(args, name)}; resume with the checkpoint's settings")
+    read = {f.name for f in fields(config_class(args))} | {"embedding_dim", "num_transformer_blocks"}
+    read = (read - TEST_TIME_FLAGS - {"activation_checkpointing"}) | set(RESUME_SCHEDULE_FLAGS)  # not switches
+    for name in sorted(read & trained.keys()):
+        current = getattr(args, name, None)
+        if current is None or current == trained[name]:
+            continue
+        if name == "max_scheduling_steps":
+            return (f"its schedule is {trained[name]} steps long and this run's {current} (the length follows "
+                    f"--max_steps unless written); pass --max_scheduling_steps {trained[name]} to continue it")
+        return (f"it was trained with {name} {trained[name]!r}, this run has {current!r}; a resumed run "
+                f"continues the same model and schedule (start a new run, or --finetuning_model_ckpt)")
+    if global_step >= args.max_steps:
+        return (f"the checkpoint is at step {global_step} and --max_steps is {args.max_steps}: nothing left to "
+                f"train; raise --max_steps")
+    return None
+
+
 @functools.cache
 def _parser_defaults():
     return vars(build_parser().parse_args([]))
