@@ -68,7 +68,7 @@ def _get(hp, name):
     return hp.get(name) if isinstance(hp, dict) else getattr(hp, name, None)
 
 
-class _FromHparams:
+class FromHparams:
     @classmethod
     def from_hparams(cls, hp, **overrides):
         values = {f.name: _get(hp, f.name) for f in fields(cls)}
@@ -78,7 +78,7 @@ class _FromHparams:
 
 
 @dataclass
-class TransformerConfig(_FromHparams):
+class TransformerConfig(FromHparams):
     """The llama-style trunk shared by the Transformer++ and the autoregressive EBT."""
     vocab_size: int = 258  # set from the tokenizer
     context_length: int = flag("context_length")
@@ -115,7 +115,7 @@ def _check_heads(width, heads):
 
 
 @dataclass
-class ThinkingConfig(_FromHparams):
+class ThinkingConfig(FromHparams):
     """The thinking options every EBT shares, text, image or video (docs/method.md §2, §4)."""
     mcmc_num_steps: int = flag("mcmc_num_steps")
     mcmc_step_size: float = flag("mcmc_step_size")
@@ -212,7 +212,7 @@ def _square_side(image_dims):
 
 
 @dataclass
-class ImageConfig(_FromHparams):
+class ImageConfig(FromHparams):
     """Image denoising: the DiT-style network, the noise level and the diffusion schedule (docs/method.md §7.1-7.4)."""
     image_dims: int = flag("image_dims")  # square side in pixels
     patch_size: int = flag("patch_size")
@@ -258,7 +258,7 @@ class ImageEBTConfig(ImageConfig, ThinkingConfig):
 
 
 @dataclass
-class TextToImageConfig(_FromHparams):
+class TextToImageConfig(FromHparams):
     """Text-to-image: a network over frozen SD-VAE latents, conditioned on a frozen CLIP caption embedding
     (docs/method.md §7.6). The network sees latents of side image_dims / 8."""
     image_dims: int = flag("image_dims")  # square side in pixels
@@ -333,7 +333,7 @@ class VideoEBTConfig(VideoConfig, ThinkingConfig):
 
 
 @dataclass
-class InferenceConfig(_FromHparams):
+class InferenceConfig(FromHparams):
     """System 2 thinking at test time (docs/method.md §5.1-5.3); used with --infer_ebt_advanced."""
     infer_ebt_num_steps: int = flag("infer_ebt_num_steps")
     infer_ebt_override_alpha: float = flag("infer_ebt_override_alpha")  # 0: trained; (0, 1): multiplier; >= 1: value

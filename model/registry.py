@@ -28,6 +28,15 @@ def register_model(task, model_name, model_class, config):
     MODELS[task, model_name], CONFIGS[task, model_name] = model_class, config
 
 
+def video_encoder_for(hp):
+    """The frozen frame encoder of the hyperparameters (a dict), with its feature size, the space the video models
+    predict in, recorded in them where they do not say it yet."""
+    encoder = build_video_encoder(hp)
+    if hp.get("feature_dim") is None:
+        hp["feature_dim"] = encoder.feature_dim
+    return encoder
+
+
 def build_video_encoder(hp):
     """The frozen frame encoder of --backbone_type (pixels, vae, dinov2)."""
     return build_frame_encoder(hp["backbone_type"], list(hp["image_dims"]), hp["vit_backbone_size"], hp["vae_path"],
@@ -40,10 +49,10 @@ def build_model(hp, video_encoder=None):
     config_class(hp)  # the one message for a model that does not exist
     model_class = MODELS[model_key(hp)]
     if hp["modality"] == "VID":
-        encoder = video_encoder or build_video_encoder(hp)
-        if hp.get("feature_dim") is None:  # predictions live in the encoder's feature space
-            hp = dict(hp, feature_dim=encoder.feature_dim)
-        return model_class(hp, encoder=encoder)
+        if video_encoder is None:
+            hp = dict(hp)
+            video_encoder = video_encoder_for(hp)
+        return model_class(hp, encoder=video_encoder)
     return model_class(hp)
 
 

@@ -62,9 +62,13 @@ class DenoisingTask(Task):
         hp = self.hp
         return build_image_splits(
             hp.dataset_name, hp.image_dims, hp.seed, hp.dataset_dir or None,
-            clip_tokenizer=model.tokenizer if hp.image_task == "t2i" else None, use_rand_caption=hp.use_rand_caption,
+            clip_tokenizer=self.caption_tokenizer(model), use_rand_caption=hp.use_rand_caption,
             stage="test" if stage == "test" else None,  # training runs end with a test
             validation_fraction=hp.validation_split_pct, test_fraction=hp.validation_split_pct)
+
+    def caption_tokenizer(self, model):
+        """What tokenizes the captions that come with the images: none for denoising."""
+        return None
 
     def collate(self):
         return image_collate
@@ -132,6 +136,9 @@ class TextToImageTask(DenoisingTask):
     @staticmethod
     def prepare(hp):
         return {}
+
+    def caption_tokenizer(self, model):
+        return model.tokenizer  # the frozen CLIP text encoder's
 
     def describe_inputs(self, model):
         hp = self.hp

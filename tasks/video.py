@@ -10,7 +10,7 @@ from data.vid.splits import build_video_splits
 from data.vid.transforms import denormalize_frames
 from data.vid_latents import LatentVideoDataset
 from inference.vid.generate_video import rollout, rollout_metrics, save_frame_strips
-from model.registry import build_video_encoder
+from model.registry import video_encoder_for
 from model.vid.common import frame_features
 from tasks.base import Task
 from utils.reports import print_rollout
@@ -30,10 +30,7 @@ class VideoTask(Task):
 
     @staticmethod
     def prepare(hp):
-        encoder = build_video_encoder(hp)  # loaded once, for the model and the data
-        if hp.get("feature_dim") is None:
-            hp["feature_dim"] = encoder.feature_dim  # the space the models predict in
-        return {"video_encoder": encoder}
+        return {"video_encoder": video_encoder_for(hp)}  # loaded once, for the model and the data
 
     def normalization(self, model):
         """How frames are normalised: the flags' choice, else what the model's frame encoder expects."""

@@ -5,11 +5,11 @@ fields left out keep the flags' defaults, but for the two every run must name.
 """
 from dataclasses import dataclass
 
-from model.config import _FromHparams, flag
+from model.config import FromHparams, flag
 
 
 @dataclass
-class TextDataConfig(_FromHparams):
+class TextDataConfig(FromHparams):
     dataset_name: str  # no default: the flag's depends on the modality
     context_length: int  # rows hold context_length + 1 tokens: inputs [:-1], targets [1:] (the flag's default is 0)
     dataset_dir: str = flag("dataset_dir")  # a local corpus, a saved/HF-cache copy, or where hub data is cached
