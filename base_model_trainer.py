@@ -15,6 +15,7 @@ from model.config import InferenceConfig
 from model.registry import build_model
 from tasks import task_class
 from utils.optimization import OPTIMIZERS, adamw_implementation, build_lr_scheduler, build_param_groups
+from utils import sharding
 
 
 def step_seed(seed, step, rank=0, phase="train"):
@@ -74,6 +75,12 @@ class ModelTrainer(L.LightningModule):
         self.results_file = None  # opened by train_model.py for --execution_mode inference
         self.train_dataset = self.valid_dataset = self.test_dataset = None
         self._data_ready = False
+        self.replicated_parameters = []  # under FSDP: the parameters every rank keeps whole
+
+    def configure_model(self):
+        """--distributed_strategy fsdp: shard the model over the ranks (once; Lightning calls this per stage)."""
+        if self.hparams.get("distributed_strategy") == "fsdp" and not sharding.is_sharded(self.model):
+            self.replicated_parameters = sharding.shard_model(self.model, self.device_mesh["data_parallel"])
 
     @property
     def tokenizer(self):
@@ -115,8 +122,9 @@ class ModelTrainer(L.LightningModule):
         return self._evaluation_loader(self.test_dataset)
 
     def on_train_end(self):
-        if self.trainer.world_size > 1:  # DDP replicas must end identical; say so, or stop loudly
-            checksum = torch.stack([p.detach().double().sum() for p in self.model.parameters()]).sum()
+        if self.trainer.world_size > 1:  # replicas (all of DDP's, FSDP's unsharded) must end identical
+            checksum = torch.stack([p.detach().double().sum() for p in self.model.parameters()
+                                    if not isinstance(p, sharding.DTensor)]).sum()
             gathered = self.all_gather(checksum)
             if not torch.allclose(gathered, gathered[0]):
                 raise RuntimeError(f"DDP ranks ended with different parameters: checksums {gathered.tolist()}")
@@ -236,7 +244,7 @@ class ModelTrainer(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         groups = build_param_groups(self.model, hp.peak_learning_rate, hp.weight_decay,
-                                    hp.mcmc_step_size_lr_multiplier)
+                                    hp.mcmc_step_size_lr_multiplier, sharded=sharding.is_sharded(self.model))
         implementation = adamw_implementation(self.model.parameters(), hp.get("float_precision", "32-true"),
                                               hp.get("distributed_strategy", "ddp"))
         optimizer = OPTIMIZERS[hp.get("optimizer", "adamw")](groups, betas=(hp.beta1, hp.beta2), eps=1e-8,
@@ -245,14 +253,23 @@ class ModelTrainer(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_after_backward(self):
+        if sharding.is_sharded(self.model):
+            sharding.average_replicated_gradients(self.replicated_parameters)
+            sharding.reshard(self.model)
         if self.hparams.get("debug_unused_parameters"):
             unused = [n for n, p in self.model.named_parameters() if p.requires_grad and p.grad is None]
             print(f"step {self.global_step}: parameters without a gradient: {unused or 'none'}")
         if not self.hparams.log_gradients:
             return
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        grads = [sharding.full_tensor(p.grad) for p in self.model.parameters() if p.grad is not None]
         if grads:
             self.log("avg_gradient_norms", torch.stack([g.norm() for g in grads]).mean())
             if self.hparams.gradient_clip_val > 0:  # published heuristic: elements beyond the clip value
                 beyond = sum(int((g.abs() > self.hparams.gradient_clip_val).sum()) for g in grads)
                 self.log("pct_gradient_clipped", 100.0 * beyond / sum(g.numel() for g in grads))
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        if gradient_clip_val and sharding.is_sharded(self.model):  # torch's clip cannot mix shards and whole ones
+            sharding.clip_gradient_norm_([p for g in optimizer.param_groups for p in g["params"]], gradient_clip_val)
+            return
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)

@@ -168,9 +168,6 @@ class Hardware:
         import torch
 
         self.accelerator, self.devices, self.num_nodes = choose_devices(args.gpus, args.num_cpu_processes)
-        if args.distributed_strategy == "fsdp" and self.accelerator != "gpu":
-            raise startup_error("--distributed_strategy fsdp needs GPUs (Lightning's FSDP has no CPU backend); use "
-                                "ddp on CPU")
         per_node = (torch.cuda.device_count() if self.devices == -1 and self.accelerator == "gpu" else
                     len(self.devices) if isinstance(self.devices, list) else self.devices)
         self.num_devices = per_node * self.num_nodes
@@ -311,6 +308,13 @@ def build_loggers(args, module, run_dir):
 
 
 def distribution_strategy(args, num_devices):
+    if args.distributed_strategy == "fsdp":
+        from lightning.pytorch.strategies import ModelParallelStrategy
+
+        # FSDP2 over all ranks (ModelTrainer.configure_model shards), also with one process; checkpoints are
+        # one ordinary file gathered on rank 0, which single-process tests, generation and resuming all read
+        return ModelParallelStrategy(data_parallel_size=num_devices, tensor_parallel_size=1,
+                                     save_distributed_checkpoint=False)
     if num_devices == 1:
         return "auto"
     if args.find_unused_parameters:
@@ -328,6 +332,8 @@ def quiet_known_warnings():
     # our epoch metrics are torchmetrics, already all-reduced across DDP ranks before they are logged
     warnings.filterwarnings("ignore", ".*when logging on epoch level in distributed setting.*")
     warnings.filterwarnings("ignore", ".*functional.all_gather is deprecated.*")
+    # FSDP2 on views among a unit's outputs (rotated keys, squeezed energies): none is modified in place
+    warnings.filterwarnings("ignore", ".*returned a view tensor.*")
 
 
 def logged(trainer, prefix):

@@ -9,6 +9,7 @@ modality and model do not read stop the run before any work, with one line that 
 """
 import argparse
 import functools
+import json
 import os
 import sys
 from dataclasses import fields
@@ -19,6 +20,7 @@ from data.img.splits import DATASET_ALIASES, IMAGE_DATASETS
 from data.vid.splits import DATASET_ALIASES as VIDEO_ALIASES
 from data.vid.splits import VIDEO_DATASETS
 from utils.optimization import OPTIMIZERS
+from utils.usage import UsageError, output_path_problem
 from model.config import (CONFIGS, EBT_TYPES, FUSED_VOCAB_LOSS_CHOICES, IMAGE_MODEL_SIZES, MODEL_SIZES,
                           SUGGESTED_PEAK_LR, InferenceConfig, config_class)
 
@@ -51,10 +53,6 @@ RUN_FLAGS = {
 }
 # Config fields every run reads whatever its model (the batch size sizes the data loader).
 _READ_BY_EVERY_RUN = {"batch_size_per_device"}
-
-
-class UsageError(SystemExit):
-    """A bad command line: printed as one line, exit status 2."""
 
 
 def boolean_value(text):
@@ -277,8 +275,8 @@ def build_parser():
     g = p.add_argument_group("hardware")
     g.add_argument("--gpus", default="-1", help="-1 = all visible GPUs (CPU when none), N, or a JSON list of ids")
     g.add_argument("--distributed_strategy", default="ddp", choices=["ddp", "ddp_spawn", "fsdp"],
-                   help="Lightning strategy when using several devices; fsdp (sharded weights, for large models) "
-                        "needs GPUs")
+                   help="Lightning strategy when using several devices; fsdp: FSDP2, each rank keeps a shard of "
+                        "the weights, gradients and optimizer state (GPUs or --num_cpu_processes)")
     g.add_argument("--num_cpu_processes", type=int, default=1,
                    help="without GPUs: DDP processes on the CPU (gloo), e.g. to try a distributed run")
 
@@ -474,6 +472,8 @@ def validate(args):
             return message
     if args.num_cpu_processes < 1:
         return "--num_cpu_processes must be at least 1"
+    if not gpus_well_formed(args.gpus):
+        return f"--gpus {args.gpus}: write -1 (all visible), a count such as 2, or a JSON list of ids such as [0,1]"
     if args.batch_size_per_device < 1 or args.accumulate_grad_batches < 1:
         return "--batch_size_per_device and --accumulate_grad_batches must be at least 1"
     if not 0 < args.validation_split_pct < 1:
@@ -484,8 +484,14 @@ def validate(args):
         return "--max_scheduling_steps must be at least --warm_up_steps"
     if args.min_lr_scale < 1:
         return "--min_lr_scale must be >= 1 (the floor is peak / min_lr_scale)"
-    if args.compile_model and args.distributed_strategy == "fsdp":
-        return "--compile_model cannot be combined with --distributed_strategy fsdp here; drop one of them"
+    if args.distributed_strategy == "fsdp":
+        if args.compile_model:
+            return "--compile_model cannot be combined with --distributed_strategy fsdp here; drop one of them"
+        if args.find_unused_parameters:
+            return "--find_unused_parameters is a DDP setting; drop it with --distributed_strategy fsdp"
+        if args.float_precision not in ("32-true", "bf16-mixed", "bf16-true", "16-true"):
+            return (f"--distributed_strategy fsdp runs in 32-true, bf16-mixed, bf16-true or 16-true precision, not "
+                    f"--float_precision {args.float_precision}")
     if args.compile_model and args.model_name == "ebt":
         return "--compile_model cannot be used with the EBT: torch.compile cannot double-backward; drop the flag"
     message = validate_files(args)
@@ -545,7 +551,18 @@ def validate_files(args):
         path = getattr(args, flag)
         if path and not os.path.isfile(path):
             return f"--{flag} {path}: no such file"
-    return None
+    return output_path_problem("--log_dir", args.log_dir)  # the run folder is made after the model is built
+
+
+def gpus_well_formed(gpus):
+    """--gpus is -1, a count, or a JSON list of device ids."""
+    if gpus.lstrip("-").isdigit():
+        return int(gpus) >= -1
+    try:
+        ids = json.loads(gpus)
+    except ValueError:
+        return False
+    return isinstance(ids, list) and bool(ids) and all(isinstance(i, int) and i >= 0 for i in ids)
 
 
 def validate_image_args(args):

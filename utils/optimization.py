@@ -8,15 +8,23 @@ import torch
 OPTIMIZERS = {"adamw": torch.optim.AdamW}
 
 
-def build_param_groups(model, peak_lr, weight_decay, step_size_lr_multiplier):
+def build_param_groups(model, peak_lr, weight_decay, step_size_lr_multiplier, sharded=False):
     """Two groups: the EBT step size alpha (lr x multiplier, no weight decay) and every other parameter.
 
     Groups are formed by parameter identity, not by name: the published substring filter on "alpha"
-    silently dropped any other parameter with "alpha" in its name (docs/method.md §12.4).
+    silently dropped any other parameter with "alpha" in its name (docs/method.md §12.4). A sharded model
+    (FSDP) keeps the parameters it leaves whole apart ("model_whole"): one foreach update cannot mix shards
+    and whole tensors.
     """
+    from utils.sharding import DTensor
+
     alpha = getattr(model, "alpha", None)
     others = [p for p in model.parameters() if p is not alpha]
+    whole = [p for p in others if sharded and not isinstance(p, DTensor)]
+    others = [p for p in others if not (sharded and not isinstance(p, DTensor))]
     groups = [{"params": others, "lr": peak_lr, "weight_decay": weight_decay, "name": "model"}]
+    if whole:
+        groups.append({"params": whole, "lr": peak_lr, "weight_decay": weight_decay, "name": "model_whole"})
     if isinstance(alpha, torch.nn.Parameter):
         groups.insert(0, {"params": [alpha], "lr": peak_lr * step_size_lr_multiplier, "weight_decay": 0.0,
                           "name": "alpha"})
