@@ -123,8 +123,8 @@ class ModelTrainer(L.LightningModule):
 
     def on_train_end(self):
         if self.trainer.world_size > 1:  # replicas (all of DDP's, FSDP's unsharded) must end identical
-            checksum = torch.stack([p.detach().double().sum() for p in self.model.parameters()
-                                    if not isinstance(p, sharding.DTensor)]).sum()
+            checksum = sum((p.detach().double().sum() for p in self.model.parameters()
+                            if not isinstance(p, sharding.DTensor)), torch.zeros((), dtype=torch.float64))
             gathered = self.all_gather(checksum)
             if not torch.allclose(gathered, gathered[0]):
                 raise RuntimeError(f"DDP ranks ended with different parameters: checksums {gathered.tolist()}")
@@ -202,12 +202,20 @@ class ModelTrainer(L.LightningModule):
         self.log_dict(report)
         self.valid_metric.reset()
 
+    def on_test_epoch_start(self):
+        if sharding.is_sharded(self.model):  # the test's decoders use the model piece by piece
+            self._gathered = sharding.gathered(self.model)
+            self._gathered.__enter__()
+
     def test_step(self, batch, batch_idx):
         self.task.test_step(self, batch, batch_idx)
 
     def on_test_epoch_end(self):
         self.log_dict(self.task.test_report(self))
         self.test_metric.reset()
+        if getattr(self, "_gathered", None) is not None:
+            self._gathered.__exit__(None, None, None)
+            self._gathered = None
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         every = self.hparams.get("manual_gc_collect_every_n_steps", -1)

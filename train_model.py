@@ -375,13 +375,15 @@ def train_and_report(args, module, trainer, checkpoint, run_dir):
     train_seconds = time.time() - start
     if args.fast_dev_run:
         return 0
+    task = module.task
     trainer.validate(module, verbose=False)
+    valid = logged(trainer, "valid_")
+    if task.final_test_title:  # every rank takes part in the test, rank 0 reports it
+        trainer.test(module, verbose=False)
     if trainer.global_rank != 0:
         return 0
-    task = module.task
-    print_loss_table(logged(trainer, "valid_"), "valid", "validation", kind=task.loss_kind)
+    print_loss_table(valid, "valid", "validation", kind=task.loss_kind)
     if task.final_test_title:
-        trainer.test(module, verbose=False)
         task.print_test_report(logged(trainer, "test_"), task.final_test_title)
         print(f"pictures:    {module.image_dir}")
     print(f"trained {trainer.global_step} steps in {train_seconds:.0f} s")

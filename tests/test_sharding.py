@@ -100,8 +100,9 @@ def two_ranks(tmp_path, function, *args):
     return torch.load(path)
 
 
-CASES = [("ebt", DETERMINISTIC_EBT, False), ("transformer++", TINY, False), ("ebt", SYSTEM2_EBT, True)]
-IDS = ["ebt-halves", "transformer++-halves", "ebt-system2-same-rows"]
+CASES = [("ebt", DETERMINISTIC_EBT, False), ("transformer++", TINY, False), ("ebt", SYSTEM2_EBT, True),
+         ("ebt", dict(DETERMINISTIC_EBT, activation_checkpointing=True), False)]
+IDS = ["ebt-halves", "transformer++-halves", "ebt-system2-same-rows", "ebt-activation-checkpointing-halves"]
 
 
 @pytest.mark.parametrize("strategy", ["fsdp", "ddp"])
@@ -137,3 +138,32 @@ def test_each_rank_keeps_half_of_every_weight_and_the_step_size_whole(tmp_path):
     assert shards["transformer.layers.0.attention.wqkv.weight"] == ("shard", (48, 32))  # of (96, 32)
     assert shards["embeddings.weight"] == ("shard", (20, 32))  # the root's own weights too
     assert shards["alpha"] == ("whole", ())
+
+
+IMAGE = ["--modality", "IMG", "--image_task", "denoising", "--dataset_name", "mnist", "--image_dims", "16", "16",
+         "--patch_size", "4", "--denoise_images_noise_level", "0.1", "--diffusion_steps", "100", "--model_size", "4xs",
+         "--override_embedding_dim", "32", "--peak_learning_rate", "2e-3", "--log_image_every_n_steps", "20"]
+VIDEO = ["--modality", "VID", "--dataset_name", "moving_mnist", "--backbone_type", "pixels", "--image_dims", "32", "32",
+         "--pixel_pooling", "2", "--context_length", "7", "--model_size", "4xs", "--override_embedding_dim", "32"]
+SHORT = ["--max_steps", "2", "--warm_up_steps", "1", "--batch_size_per_device", "4", "--val_check_interval", "2",
+         "--limit_val_batches", "1", "--limit_test_batches", "1", "--log_every_n_steps", "1", "--num_workers", "0",
+         "--validation_split_pct", "0.01", "--no_wandb", "--num_cpu_processes", "2", "--distributed_strategy", "fsdp"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argv", [
+    IMAGE + ["--model_name", "dit"],  # its final test samples pictures through the whole (gathered) model
+    VIDEO + ["--model_name", "ebt", "--ebt_type", "time_embed", "--mcmc_step_size", "10", "--mcmc_step_size_learnable",
+             "--activation_checkpointing"]], ids=["image-dit", "video-ebt-activation-checkpointing"])
+def test_fsdp_trains_the_other_modalities_on_two_processes(tmp_path, argv):
+    import glob
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "train_model.py", *argv, *SHORT, "--log_dir", str(tmp_path)], cwd=root,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "parameters identical on 2 ranks" in result.stdout  # the step sizes and other whole parameters
+    (checkpoint,) = glob.glob(str(tmp_path / "*" / "*" / "checkpoints" / "last.ckpt"))
+    assert torch.load(checkpoint, weights_only=False)["global_step"] == 2

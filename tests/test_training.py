@@ -1,6 +1,7 @@
 """End-to-end runs of train_model.py on a small real corpus: falling loss, files written, exact resume."""
 import csv
 import glob
+import json
 import os
 
 import pytest
@@ -169,36 +170,77 @@ def test_two_process_ddp_run_on_cpu(tmp_path, corpus):
     assert max(read_metrics(run_dir)("train_loss")) == 5  # rank 0 logged global steps 0..5
 
 
-@pytest.mark.parametrize("model_flags", [
-    ["--model_name", "baseline_transformer"],
-    # deterministic thinking (zero initial guess, no random step sizes or noise), with an S2 option
-    ["--mcmc_step_size", "5", "--denoising_initial_condition", "zeros", "--no_mcmc_detach"]],
-    ids=["transformer++", "ebt"])
-def test_two_process_ddp_training_equals_one_process_on_the_same_global_batch(tmp_path, corpus, model_flags):
-    """2 gloo processes of 4 rows per step train what 1 process of 8 rows does: the batch sampler gives rank r the
-    batches r, r+2, ... of the one-process order, DDP averages the gradients of the two halves, and every row
-    has the same number of target tokens. After 3 optimizer steps every parameter agrees up to float32 rounding
-    of the gradient sums (a few ulps, grown by 3 Adam steps of lr 0.01: well under 1e-5)."""
+def train_subprocess(log_dir, *argv):
+    """A train_model.py run in its own process (several ranks need one); its run folder."""
     import subprocess
     import sys
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    states = {}
-    for processes, batch in ((1, 8), (2, 4)):
-        log_dir = tmp_path / f"p{processes}"
-        argv = tiny_run(*model_flags, "--dataset_dir", corpus, "--log_dir", str(log_dir), "--max_steps", "3",
-                        "--warm_up_steps", "1", "--val_check_interval", "3", "--limit_val_batches", "1",
-                        "--peak_learning_rate", "0.01", "--batch_size_per_device", str(batch),
-                        "--num_cpu_processes", str(processes))
-        result = subprocess.run([sys.executable, "train_model.py", *argv], cwd=root, capture_output=True, text=True,
-                                timeout=300)
-        assert result.returncode == 0, result.stderr[-2000:]
-        (checkpoint,) = glob.glob(str(log_dir / "quickstart" / "*" / "checkpoints" / "last.ckpt"))
-        states[processes] = torch.load(checkpoint, weights_only=False)["state_dict"]
-    assert states[1].keys() == states[2].keys()
-    for name, value in states[1].items():
+    result = subprocess.run([sys.executable, "train_model.py", *argv, "--log_dir", str(log_dir)], cwd=root,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run_dir,) = glob.glob(str(log_dir / "*" / "*"))
+    return run_dir
+
+
+def final_weights(run_dir):
+    return torch.load(os.path.join(run_dir, "checkpoints", "last.ckpt"), weights_only=False)["state_dict"]
+
+
+def assert_same_weights(state, expected, atol=1e-5):
+    assert state.keys() == expected.keys()
+    for name, value in expected.items():
         if value.is_floating_point():
-            torch.testing.assert_close(states[2][name], value, rtol=0, atol=1e-5, msg=name)
+            torch.testing.assert_close(state[name], value, rtol=0, atol=atol, msg=name)
+
+
+# deterministic thinking (zero initial guess, no random step sizes or noise), with an S2 option
+DETERMINISTIC_EBT = ["--mcmc_step_size", "5", "--denoising_initial_condition", "zeros", "--no_mcmc_detach"]
+
+
+@pytest.mark.parametrize("model_flags", [["--model_name", "baseline_transformer"], DETERMINISTIC_EBT],
+                         ids=["transformer++", "ebt"])
+def test_two_process_ddp_and_fsdp_training_equal_one_process_on_the_same_global_batch(tmp_path, corpus, model_flags):
+    """2 gloo processes of 4 rows per step train what 1 process of 8 rows does, under DDP and under FSDP2: the
+    batch sampler gives rank r the batches r, r+2, ... of the one-process order, the gradients of the two halves
+    are averaged, and every row has the same number of target tokens. After 3 optimizer steps every parameter
+    agrees up to float32 rounding of the gradient sums (a few ulps, grown by 3 Adam steps of lr 0.01: well under
+    1e-5). tests/test_sharding.py compares the gradients themselves, which Adam's scale invariance would hide."""
+    def train(name, processes, batch, *extra):
+        return train_subprocess(tmp_path / name, *tiny_run(
+            *model_flags, "--dataset_dir", corpus, "--max_steps", "3", "--warm_up_steps", "1",
+            "--val_check_interval", "3", "--limit_val_batches", "1", "--peak_learning_rate", "0.01",
+            "--batch_size_per_device", str(batch), "--num_cpu_processes", str(processes), *extra))
+
+    expected = final_weights(train("one", 1, 8))
+    for strategy in ("ddp", "fsdp"):
+        assert_same_weights(final_weights(train(strategy, 2, 4, "--distributed_strategy", strategy)), expected)
+
+
+@pytest.mark.slow
+def test_fsdp_checkpoints_resume_exactly_and_load_in_one_process(tmp_path, corpus):
+    """An FSDP run's checkpoints are one ordinary file: a 2-process FSDP run resumed from step 2 ends where the
+    uninterrupted one does, and the result loads in a 1-process --only_test run and in text generation."""
+    from inference.nlp.generate_text import generate
+    from model.registry import load_trained_model
+
+    argv = tiny_run(*DETERMINISTIC_EBT, "--dataset_dir", corpus, "--warm_up_steps", "1", "--max_scheduling_steps",
+                    "4", "--val_check_interval", "2", "--limit_val_batches", "1", "--peak_learning_rate", "0.01",
+                    "--batch_size_per_device", "4", "--num_cpu_processes", "2", "--distributed_strategy", "fsdp")
+    uninterrupted = train_subprocess(tmp_path / "whole", *argv, "--max_steps", "4")
+    first = train_subprocess(tmp_path / "first", *argv, "--max_steps", "2")
+    resumed = train_subprocess(tmp_path / "resumed", *argv, "--max_steps", "4", "--resume_training_ckpt",
+                               os.path.join(first, "checkpoints", "last.ckpt"))
+    assert_same_weights(final_weights(resumed), final_weights(uninterrupted), atol=1e-6)
+    # the optimizer's state resumes too: without it the moments restart and the weights part at step 3
+    checkpoint = os.path.join(uninterrupted, "checkpoints", "last.ckpt")
+    report_dir = train_subprocess(tmp_path / "test", "--only_test", "--only_test_model_ckpt", checkpoint,
+                                  "--limit_test_batches", "2", "--no_wandb")
+    with open(os.path.join(report_dir, "test_report.json")) as f:
+        assert json.load(f)["test_loss"] > 0
+    model, _ = load_trained_model(checkpoint)
+    tokens, _ = generate(model, torch.tensor([[75, 73, 78, 71]]), max_new_tokens=5)
+    assert tokens.shape == (1, 9)
 
 
 def test_evaluation_shards_count_every_row_once():

@@ -10,17 +10,21 @@ Each transformer block is its own FSDP2 unit and the root holds the rest (embedd
   gathered through the whole step (reshard_after_forward=False, `set_reshard_after_backward(False)`) and
   `reshard` frees them once the step's backward is done. The cost: during a step a rank holds all the
   weights the step uses (as DDP does); between steps, and always for gradients and optimizer state, 1/world.
-- our models are entered through methods other than `forward` (forward_loss_wrapper, generation, the EBT
-  trunk's keys_values), so those are registered as FSDP forward methods: each gathers its unit's weights.
+- our models are entered through methods other than `forward` (forward_loss_wrapper, sampling pictures, the
+  EBT trunk's keys_values), so those are registered as FSDP forward methods: each gathers its unit's weights.
+  The cached decoders of test-time generation and rollouts reach into the model piece by piece; a test
+  epoch runs on the whole model instead (`gathered`), which costs one gathered copy while it lasts.
 - FSDP2 cannot shard 0-dim parameters (the EBT's step size alpha, the Langevin noise) and our frozen
   encoders are used by the data pipeline too: those stay whole on every rank. Those that get gradients have
   them averaged across ranks by `average_replicated_gradients`, as DDP would.
 """
+import contextlib
+
 import torch
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor
 
-ROOT_ENTRY_METHODS = ("forward_loss_wrapper", "generate", "sample", "advanced_inference")
+ROOT_ENTRY_METHODS = ("forward_loss_wrapper", "sample", "denoise", "generate", "advanced_inference")
 BLOCK_ENTRY_METHODS = ("keys_values",)
 
 
@@ -65,6 +69,21 @@ def reshard(model):
     for module in model.modules():
         if isinstance(module, FSDPModule):
             module.reshard()
+
+
+@contextlib.contextmanager
+def gathered(model):
+    """The model with all its weights gathered on every rank (no-op unless sharded)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    units = [m for m in model.modules() if isinstance(m, FSDPModule)]
+    for unit in units:
+        unit.unshard()
+    try:
+        yield model
+    finally:
+        for unit in units:
+            unit.reshard()
 
 
 def is_sharded(model):
