@@ -22,6 +22,7 @@ from inference.nlp.generate_text import generate  # noqa: E402
 from model.config import MODEL_SIZES  # noqa: E402
 from model.nlp.baseline_transformer import Baseline_Transformer_NLP  # noqa: E402
 from model.nlp.ebt import EBT_NLP  # noqa: E402
+from utils.usage import Parser, run_entry_point, whole_number  # noqa: E402
 
 
 def build(model_name, size, vocab, context):
@@ -33,15 +34,15 @@ def build(model_name, size, vocab, context):
     return (EBT_NLP if model_name == "ebt" else Baseline_Transformer_NLP)(hp).eval()
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None):
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="*", default=["4xs", "xxs"], choices=list(MODEL_SIZES))
-    parser.add_argument("--vocab", type=int, default=512)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--prompt_tokens", type=int, default=32)
-    parser.add_argument("--new_tokens", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument("--vocab", type=whole_number(2), default=512, help="the last id is the padding token")
+    parser.add_argument("--batch", type=whole_number(1), default=4)
+    parser.add_argument("--prompt_tokens", type=whole_number(1), default=32)
+    parser.add_argument("--new_tokens", type=whole_number(1), default=256)
+    parser.add_argument("--repeats", type=whole_number(1), default=3)
+    args = parser.parse_args(argv)
     context = args.prompt_tokens + args.new_tokens
     prompt = torch.randint(0, args.vocab - 1, (args.batch, args.prompt_tokens),
                            generator=torch.Generator().manual_seed(0))
@@ -75,4 +76,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_entry_point(main)

@@ -36,6 +36,7 @@ from model.config import MODEL_SIZES  # noqa: E402
 from model.nlp.baseline_transformer import Baseline_Transformer_NLP  # noqa: E402
 from model.nlp.ebt import EBT_NLP  # noqa: E402
 from utils.optimization import adamw_implementation, build_param_groups  # noqa: E402
+from utils.usage import Parser, UsageError, check, device_problem, run_entry_point, whole_number  # noqa: E402
 
 NEOX_VOCAB = 50277
 # name: (size, vocabulary, context, batch)
@@ -198,18 +199,21 @@ def largest_batch(path, device, budget_mb):
     return batch
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None):
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS) + ["none"])
     parser.add_argument("--paths", nargs="*", default=list(PATHS), choices=PATHS)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=whole_number(1), default=5)
     parser.add_argument("--max_batch", action="store_true",
                         help="also find the largest xxs/NeoX/context-256 batch within --budget_mb, both EBT paths")
     parser.add_argument("--budget_mb", type=float, default=8192)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"],
                         help="bf16-mixed: every path under bf16 autocast (GPUs), foreach AdamW")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    check(device_problem("--device", args.device))
+    if args.budget_mb <= 0:
+        raise UsageError(f"--budget_mb {args.budget_mb:g}: must be positive")
     global PRECISION
     PRECISION = os.environ["BENCH_PRECISION"] = args.precision
     peak = matmul_peak_flops(args.device)
@@ -225,4 +229,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_entry_point(main)

@@ -17,18 +17,21 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-
-from benchmarks.bench_training_step import batch_for, train_step  # noqa: E402
-from model.config import MODEL_SIZES  # noqa: E402
-from model.nlp.baseline_transformer import Baseline_Transformer_NLP  # noqa: E402
-from model.nlp.ebt import EBT_NLP  # noqa: E402
+# torch and the models are imported where they are used, after the arguments are checked
+from utils.usage import Parser, check, output_path_problem, run_entry_point, whole_number  # noqa: E402
 
 PAPER_RATIO = 6.66
 
 
 def measure(size, vocab, context, batch_size, repeats, dims=None):
     """(EBT / Transformer++ step-time ratio, FLOP-estimate ratio, ms per EBT step, ms per T++ step)."""
+    import torch
+
+    from benchmarks.bench_training_step import batch_for, train_step
+    from model.config import MODEL_SIZES
+    from model.nlp.baseline_transformer import Baseline_Transformer_NLP
+    from model.nlp.ebt import EBT_NLP
+
     layers, heads, dim = dims or MODEL_SIZES[size]
     hp = dict(vocab_size=vocab, context_length=context, embedding_dim=dim, num_transformer_blocks=layers,
               multiheaded_attention_heads=heads, pad_token_id=vocab - 1, ebt_type="time_embed", mcmc_num_steps=2,
@@ -51,11 +54,12 @@ def measure(size, vocab, context, batch_size, repeats, dims=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out_dir", default="results/cost_ratio")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=whole_number(1), default=5)
     parser.add_argument("--smoke", action="store_true", help="a tiny model and one repeat (seconds)")
     args = parser.parse_args(argv)
+    check(output_path_problem("--out_dir", args.out_dir))
     settings = ([("tiny", 64, 16, 2, (1, 2, 32))] if args.smoke else
                 [("4xs", 258, 256, 4, None), ("xxs", 258, 256, 4, None), ("xxs", 50277, 256, 2, None)])
     repeats = 1 if args.smoke else args.repeats
@@ -72,6 +76,8 @@ def main(argv=None):
 
 
 def write(rows, out_dir):
+    import torch
+
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "cost_ratio.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -99,4 +105,4 @@ def write(rows, out_dir):
 
 
 if __name__ == "__main__":
-    main()
+    run_entry_point(main)

@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from experiments.common import newest_run, run_commands  # noqa: E402
 from inference.img import psnr_vs_forward_passes  # noqa: E402
+from utils.usage import Parser, check, output_path_problem, run_entry_point, whole_number  # noqa: E402
 
 RECIPES = {"EBT": "job_scripts/img/pretrain_denoising/ebt_tiny_cpu.sh",
            "DiT": "job_scripts/img/pretrain_denoising/dit_tiny_cpu.sh"}
@@ -32,12 +33,14 @@ SMOKE_FLAGS = ["--max_steps", "3", "--warm_up_steps", "1", "--val_check_interval
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out_dir", default="results/denoising")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[33, 34])
-    parser.add_argument("--jobs", type=int, default=None, help="trainings side by side (default: 2 on 2+ cores)")
+    parser.add_argument("--seeds", type=whole_number(0, 2**32 - 1), nargs="+", default=[33, 34])
+    parser.add_argument("--jobs", type=whole_number(1), default=None,
+                        help="trainings side by side (default: 2 on 2+ cores)")
     parser.add_argument("--smoke", action="store_true", help="3 training steps of tiny models, one seed (seconds)")
     args = parser.parse_args(argv)
+    check(output_path_problem("--out_dir", args.out_dir))
     if args.smoke:
         args.seeds = args.seeds[:1]
     log_dir = os.path.join(args.out_dir, "runs")
@@ -88,4 +91,4 @@ def summarize(best, seeds):
 
 
 if __name__ == "__main__":
-    main()
+    run_entry_point(main)

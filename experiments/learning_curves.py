@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from experiments.common import newest_run, run_commands  # noqa: E402
+from utils.usage import Parser, UsageError, check, output_path_problem, run_entry_point, whole_number  # noqa: E402
 
 MODELS = {"EBT": "ebt", "Transformer++": "baseline_transformer"}
 PAPER_RELATIVE_DATA_SCALING = 35.98  # percent higher scaling rate of the EBT in data (paper, Fig. 4)
@@ -70,17 +71,19 @@ def fit_power_law(tokens, losses):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out_dir", default="results/learning_curves")
-    parser.add_argument("--budgets", type=int, nargs="+", default=[100, 200, 400, 800],
+    parser.add_argument("--budgets", type=whole_number(1), nargs="+", default=[100, 200, 400, 800],
                         help="data budgets in optimizer steps (2048 tokens each)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[33, 34])
-    parser.add_argument("--jobs", type=int, default=None, help="training runs side by side (default: 2 on 2+ cores)")
+    parser.add_argument("--seeds", type=whole_number(0, 2**32 - 1), nargs="+", default=[33, 34])
+    parser.add_argument("--jobs", type=whole_number(1), default=None,
+                        help="training runs side by side (default: 2 on 2+ cores)")
     parser.add_argument("--smoke", action="store_true", help="a tiny model, budgets of 2 and 4 steps (seconds)")
     args = parser.parse_args(argv)
-    budgets, seeds = ([2, 4], [33]) if args.smoke else (sorted(args.budgets), args.seeds)
+    check(output_path_problem("--out_dir", args.out_dir))
+    budgets, seeds = ([2, 4], [33]) if args.smoke else (sorted(set(args.budgets)), args.seeds)
     if len(budgets) < 2:
-        raise SystemExit("--budgets: a scaling rate needs at least two budgets")
+        raise UsageError("--budgets: a scaling rate needs at least two different budgets")
     log_dir = os.path.join(args.out_dir, "runs")
     runs = [(label, steps, seed) for steps in reversed(budgets) for seed in seeds for label in MODELS]  # longest first
     run_commands({run_name(*run): train_command(*run, log_dir, args.smoke) for run in runs},
@@ -171,4 +174,4 @@ def write(curves, finals, scaling, out_dir):
 
 
 if __name__ == "__main__":
-    main()
+    run_entry_point(main)

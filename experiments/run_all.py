@@ -18,6 +18,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from experiments import cost_ratio, denoising, learning_curves, thinking, video  # noqa: E402
+from utils.usage import Parser, check, output_path_problem, run_entry_point  # noqa: E402
 
 EXPERIMENTS = {"cost_ratio": cost_ratio, "learning_curves": learning_curves, "thinking": thinking,
                "denoising": denoising, "video": video}
@@ -305,7 +306,7 @@ def summarize(out_dir, results_md, smoke):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny settings: seconds per experiment")
     parser.add_argument("--only", nargs="+", choices=list(EXPERIMENTS), default=None,
                         help="run these experiments only (the summary still covers every result present)")
@@ -313,6 +314,8 @@ def main(argv=None):
     parser.add_argument("--out_dir", default="results")
     parser.add_argument("--results_md", default="docs/results.md")
     args = parser.parse_args(argv)
+    check(output_path_problem("--out_dir", args.out_dir),
+          output_path_problem("--results_md", args.results_md, file=True))
     if not args.summarize_only:
         for name in args.only or EXPERIMENTS:
             print(f"\n=== {name} ===", flush=True)
@@ -322,4 +325,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_entry_point(main)

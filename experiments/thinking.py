@@ -24,12 +24,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-
-from model.registry import load_trained_model  # noqa: E402
-from data.nlp import TextDataConfig, build_collator, build_splits, load_tokenizer  # noqa: E402
+# torch and the models are imported where they are used, after the arguments are checked
 from experiments.common import finished_run, newest_run, run_commands  # noqa: E402
-from model.config import InferenceConfig  # noqa: E402
+from utils.usage import Parser, check, output_path_problem, run_entry_point, whole_number  # noqa: E402
 
 S2_RECIPE = "job_scripts/nlp/pretrain/ebt_s2_tiny_cpu.sh"
 # the Transformer++ of the quickstart recipe (same data, size and learning rate) on the S2 recipe's schedule
@@ -59,6 +56,8 @@ def train_command(label, seed, log_dir, smoke):
 
 def evaluation_batches(hp, dataset_name, rows, batch_size):
     """The first `rows` validation rows of a corpus, tokenized and split as in training (same seed)."""
+    from data.nlp import TextDataConfig, build_collator, build_splits, load_tokenizer
+
     data = TextDataConfig.from_hparams(hp, dataset_name=dataset_name)
     tokenizer = load_tokenizer(data.tokenizer)
     _, valid, _ = build_splits(data, tokenizer)
@@ -69,6 +68,8 @@ def evaluation_batches(hp, dataset_name, rows, batch_size):
 
 def token_weighted(model, batches, inference=None, eval_seed=0):
     """Token-weighted loss after each step (EBT) or of the one pass (Transformer++), as a list."""
+    import torch
+
     torch.manual_seed(eval_seed)
     total, count = None, 0
     for batch in batches:
@@ -82,6 +83,8 @@ def token_weighted(model, batches, inference=None, eval_seed=0):
 
 
 def evaluate(label, model, batches, eval_seed):
+    from model.config import InferenceConfig
+
     if not label.startswith("EBT"):
         return {"transformer": token_weighted(model, batches)[0]}
     steps = token_weighted(model, batches, InferenceConfig(infer_ebt_num_steps=max(STEPS)), eval_seed)
@@ -93,16 +96,20 @@ def evaluate(label, model, batches, eval_seed):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out_dir", default="results/thinking")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[33, 34])
-    parser.add_argument("--eval_rows", type=int, default=256, help="rows of 64 tokens per evaluation set")
+    parser.add_argument("--seeds", type=whole_number(0, 2**32 - 1), nargs="+", default=[33, 34])
+    parser.add_argument("--eval_rows", type=whole_number(1), default=256, help="rows of 64 tokens per evaluation set")
     parser.add_argument("--reuse_runs", action="store_true",
                         help="evaluate models already trained to the end under --out_dir instead of training them "
                              "again (e.g. to add a seed)")
-    parser.add_argument("--jobs", type=int, default=None, help="trainings side by side (default: 2 on 2+ cores)")
+    parser.add_argument("--jobs", type=whole_number(1), default=None,
+                        help="trainings side by side (default: 2 on 2+ cores)")
     parser.add_argument("--smoke", action="store_true", help="3 training steps of tiny models, one seed (seconds)")
     args = parser.parse_args(argv)
+    check(output_path_problem("--out_dir", args.out_dir))
+    from model.registry import load_trained_model
+
     if args.smoke:
         args.seeds = args.seeds[:1]
     rows = 8 if args.smoke else args.eval_rows
@@ -207,4 +214,4 @@ def write(results, summary, commands, out_dir):
 
 
 if __name__ == "__main__":
-    main()
+    run_entry_point(main)

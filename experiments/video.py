@@ -20,9 +20,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-
+# torch and the models are imported where they are used, after the arguments are checked
 from experiments.common import newest_run, run_commands  # noqa: E402
+from utils.usage import Parser, check, output_path_problem, run_entry_point, whole_number  # noqa: E402
 
 RECIPES = {"EBT": "job_scripts/vid/pretrain/ebt_tiny_cpu.sh",
            "Transformer++": "job_scripts/vid/pretrain/baseline_transformer_tiny_cpu.sh"}
@@ -45,6 +45,7 @@ def final_validation_loss(run_dir):
 
 def copy_last_frame_mse(checkpoint_path, test_batches):
     """Per-frame MSE of predicting every future frame as the last real one, on the rollouts' test clips."""
+    import torch
     from torch.utils.data import DataLoader
 
     from model.registry import load_trained_model
@@ -68,12 +69,14 @@ def copy_last_frame_mse(checkpoint_path, test_batches):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out_dir", default="results/video")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[33])
-    parser.add_argument("--jobs", type=int, default=None, help="runs side by side (default: 2 on 2+ cores)")
+    parser.add_argument("--seeds", type=whole_number(0, 2**32 - 1), nargs="+", default=[33])
+    parser.add_argument("--jobs", type=whole_number(1), default=None,
+                        help="runs side by side (default: 2 on 2+ cores)")
     parser.add_argument("--smoke", action="store_true", help="3 training steps of tiny models (seconds)")
     args = parser.parse_args(argv)
+    check(output_path_problem("--out_dir", args.out_dir))
     log_dir = os.path.join(args.out_dir, "runs")
     smoke = SMOKE_FLAGS if args.smoke else []
     run_commands({f"{slug(label)}_seed{seed}": ["bash", recipe, "--run_name", f"{slug(label)}_seed{seed}",
@@ -142,4 +145,4 @@ def write(results, summary, out_dir, command):
 
 
 if __name__ == "__main__":
-    main()
+    run_entry_point(main)

@@ -59,6 +59,14 @@ def test_generation_stops_at_end_of_text_and_at_the_context_length():
     assert tokens.shape[1] == 10
 
 
+@pytest.mark.parametrize("model_class", [Baseline_Transformer_NLP, EBT_NLP])
+def test_a_prompt_that_fills_the_context_is_refused(model_class):
+    # the Transformer++ returned the prompt unchanged, the EBT's cache failed to fit it
+    prompt = torch.zeros(1, 10, dtype=torch.long)
+    with pytest.raises(ValueError, match="the prompt has 10 tokens and the model reads at most 10: no room"):
+        generate(model_class(TINY), prompt, 5, context_length=10)
+
+
 def test_sampling_filters():
     logits = torch.tensor([[0.0, 1.0, 5.0, 4.9]])
     assert sample_next_token(logits, SamplingConfig()).item() == 2

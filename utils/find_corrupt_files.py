@@ -9,7 +9,6 @@ listed files out (data/vid/datasets.py). Run it once before a long run so no wor
 The published script used ffprobe and OpenCV; this one needs neither.
 """
 
-import argparse
 import os
 import sys
 
@@ -20,6 +19,7 @@ if not __package__:  # run as a script (python utils/find_corrupt_files.py): mak
 
 from data.vid.datasets import CORRUPT_LIST_NAME, CorruptFileList, find_videos  # noqa: E402
 from data.vid.decoding import CorruptVideo, VideoFile  # noqa: E402
+from utils.usage import Parser, check, input_path_problem, output_path_problem, run_entry_point  # noqa: E402
 
 
 def check_video(path, backend="auto"):
@@ -54,13 +54,15 @@ def find_corrupt_files(dataset_dir, log_path=None, backend="auto", progress=True
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset_dir", help="root folder of the dataset (searched recursively for videos)")
     parser.add_argument("log_path", nargs="?", default=None,
                         help=f"corrupt-file list to append to (default DATASET_DIR/{CORRUPT_LIST_NAME})")
     parser.add_argument("--backend", choices=("auto", "decord", "pyav"), default="auto",
                         help="decoder: decord with PyAV fallback (auto), or only one of them")
     args = parser.parse_args(argv)
+    check(input_path_problem("DATASET_DIR", args.dataset_dir, folder=True),
+          args.log_path and output_path_problem("LOG_PATH", args.log_path, file=True))
     result = find_corrupt_files(args.dataset_dir, args.log_path, args.backend)
     print(f"{result['checked']} videos checked, {len(result['corrupt'])} unreadable, {len(result['added'])} newly "
           f"added to {result['log_path']}")
@@ -68,4 +70,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_entry_point(main)

@@ -23,22 +23,25 @@ from tqdm import tqdm  # noqa: E402
 
 from data.vid_latents import STORE_DTYPES, pre_encode, read_index  # noqa: E402
 from model.vid.encoders import BACKBONE_TYPES, DEFAULT_VIDEO_VAE, build_frame_encoder  # noqa: E402
+from utils.usage import (Parser, UsageError, check, device_problem, input_path_problem,  # noqa: E402
+                         output_path_problem, run_entry_point, whole_number)
 
 STAGES = {"train": "fit", "validation": "fit", "test": "test"}  # the builder stage that makes each split
 SAMPLING_FLAGS = ("time_between_frames", "sampling_rate", "use_raw_framerate")  # passed on only when given
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
+    p = Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+               allow_abbrev=False)
     g = p.add_argument_group("data (as for train_model.py)")
     g.add_argument("--dataset_name", required=True, help="video dataset, as train_model.py --dataset_name")
     g.add_argument("--dataset_dir", default="", help="local data folder of the dataset")
     g.add_argument("--split", default="train", choices=list(STAGES), help="which split to encode")
-    g.add_argument("--image_dims", type=int, nargs=2, default=[224, 224], metavar=("H", "W"), help="frame size")
-    g.add_argument("--context_length", type=int, required=True,
+    g.add_argument("--image_dims", type=whole_number(1), nargs=2, default=[224, 224], metavar=("H", "W"),
+                   help="frame size")
+    g.add_argument("--context_length", type=whole_number(1), required=True,
                    help="C: the model reads C frames and predicts the next, so clips have C + 1 frames")
-    g.add_argument("--seed", type=int, default=33, help="seed of the split, as in training")
+    g.add_argument("--seed", type=whole_number(0, 2**32 - 1), default=33, help="seed of the split, as in training")
     g.add_argument("--vae_normalization", action="store_true",
                    help="frames to [-1, 1] (the default for the vae and pixels backbones)")
     g.add_argument("--custom_image_normalization", action="store_true",
@@ -56,22 +59,30 @@ def build_parser():
     g.add_argument("--vae_path", default=DEFAULT_VIDEO_VAE,
                    help="vae: a diffusers AutoencoderKL hub name or a local directory")
     g.add_argument("--sdxl_vae_standardization", action="store_true", help="vae: latents x 0.18215")
-    g.add_argument("--pixel_pooling", type=int, default=1, help="pixels: average-pool frames by this factor first")
+    g.add_argument("--pixel_pooling", type=whole_number(1), default=1,
+                   help="pixels: average-pool frames by this factor first")
 
     g = p.add_argument_group("store")
     g.add_argument("--out_dir", required=True, help="folder of the store (index.json + shard_*.pt)")
-    g.add_argument("--shard_size", type=int, default=1024, help="clips per shard file (the unit of resuming)")
-    g.add_argument("--batch_size", type=int, default=16, help="clips per encoder call")
-    g.add_argument("--num_workers", type=int, default=0, help="data-loader worker processes")
+    g.add_argument("--shard_size", type=whole_number(1), default=1024,
+                   help="clips per shard file (the unit of resuming)")
+    g.add_argument("--batch_size", type=whole_number(1), default=16, help="clips per encoder call")
+    g.add_argument("--num_workers", type=whole_number(0), default=0, help="data-loader worker processes")
     g.add_argument("--dtype", default="float16", choices=list(STORE_DTYPES),
                    help="stored precision (float16: half the disk, ~5e-4 relative rounding)")
     g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="where to encode")
     return p
 
 
-def frame_normalization(args, encoder):
+def check_args(args):
+    """Stop (UsageError, one line) on arguments that cannot work, before the encoder is built."""
     if args.vae_normalization and args.custom_image_normalization:
-        raise SystemExit("--vae_normalization and --custom_image_normalization exclude each other; give one")
+        raise UsageError("--vae_normalization and --custom_image_normalization exclude each other; give one")
+    check(args.dataset_dir and input_path_problem("--dataset_dir", args.dataset_dir, folder=True),
+          output_path_problem("--out_dir", args.out_dir), device_problem("--device", args.device))
+
+
+def frame_normalization(args, encoder):
     if args.custom_image_normalization:
         return "custom"
     if args.vae_normalization:
@@ -86,20 +97,19 @@ def build_split(builder, args, normalization):
     sampling = {flag: getattr(args, flag) for flag in SAMPLING_FLAGS if getattr(args, flag) is not None}
     for flag in sampling:
         if flag not in accepted and not takes_any:
-            raise SystemExit(f"--{flag}: the video dataset builder does not take this option")
+            raise UsageError(f"--{flag}: the video dataset builder does not take this option")
     splits = builder(args.dataset_name, args.context_length + 1, args.image_dims, args.seed,
                      dataset_dir=args.dataset_dir or None, normalization=normalization, no_randomness=True,
                      stage=STAGES[args.split], **sampling)
     dataset = dict(zip(("train", "validation", "test"), splits, strict=True))[args.split]
     if dataset is None:
-        raise SystemExit(f"--dataset_name {args.dataset_name} has no {args.split} split")
+        raise UsageError(f"--dataset_name {args.dataset_name} has no {args.split} split")
     return dataset, sampling
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.context_length < 1:
-        raise SystemExit(f"--context_length {args.context_length}: clips need at least 2 frames; use 1 or more")
+    check_args(args)
     from data.vid.splits import build_video_splits  # written alongside; imported here so this module loads alone
 
     encoder = build_frame_encoder(args.backbone_type, args.image_dims, args.vit_backbone_size, args.vae_path,
@@ -126,5 +136,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_entry_point(main)
 

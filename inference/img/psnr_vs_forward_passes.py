@@ -15,29 +15,50 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-import torch  # noqa: E402
+# torch, the data and the models are imported where they are used, after the arguments are checked
+from utils.usage import (Parser, UsageError, check, input_path_problem, output_path_problem,  # noqa: E402
+                         run_entry_point, whole_number)
 
-from data.img.splits import build_image_splits, image_collate  # noqa: E402
-from inference.img.generate_image import denoise_batch, psnr, save_image_grid  # noqa: E402
-from model.config import InferenceConfig  # noqa: E402
-from model.img.denoising import pixel_mse  # noqa: E402
+CHECKPOINT_FLAGS = {"ebt": "--ebt_ckpt", "dit": "--dit_ckpt"}  # --model_name -> the flag its checkpoint goes to
 
 
-def load_image_model(path):
-    """(model in eval mode, its hyperparameters) from a training checkpoint of an image denoiser."""
+def load_image_model(path, model_name):
+    """(model in eval mode, its hyperparameters) from a training checkpoint of an image denoiser `model_name`."""
     from model.registry import load_trained_model
 
+    flag = CHECKPOINT_FLAGS[model_name]
     try:
         model, hp = load_trained_model(path)
     except ValueError as error:
-        raise SystemExit(str(error)) from error
-    if hp.get("modality") != "IMG":
-        raise SystemExit(f"{path} is a {hp.get('modality')} checkpoint; this script compares image denoisers")
+        raise UsageError(f"{flag} {error}") from error
+    task = f"{hp.get('modality')}{' ' + hp.get('image_task', 'denoising') if hp.get('modality') == 'IMG' else ''}"
+    if task != "IMG denoising":
+        raise UsageError(f"{flag} {path} is a --modality {task} checkpoint; this script compares image denoisers "
+                         "(--modality IMG --image_task denoising)")
+    if hp["model_name"] != model_name:
+        other = CHECKPOINT_FLAGS.get(hp["model_name"])
+        raise UsageError(f"{flag} {path} is a --model_name {hp['model_name']} checkpoint"
+                         + (f"; pass it as {other}" if other else ""))
     return model, hp
+
+
+def noise_level(text):
+    """argparse type: a noise level in (0, 1], a fraction of the way through the trained noise schedule."""
+    try:
+        level = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < level <= 1:
+        raise argparse.ArgumentTypeError(f"{level:g}: must be in (0, 1]")
+    return level
 
 
 def evaluate(model, images, noise_level, batch_size, inference=None, seed=0):
     """Mean pixel MSE, PSNR (of the mean MSE, as published), mean per-image PSNR and forward passes."""
+    import torch
+
+    from inference.img.generate_image import denoise_batch, psnr
+
     torch.manual_seed(seed)  # the same noise for every setting
     mses, passes, first = [], 0, None
     for start in range(0, images.shape[0], batch_size):
@@ -52,29 +73,42 @@ def evaluate(model, images, noise_level, batch_size, inference=None, seed=0):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ebt_ckpt", required=True, help="checkpoint of --modality IMG --model_name ebt")
     parser.add_argument("--dit_ckpt", required=True, help="checkpoint of --modality IMG --model_name dit")
-    parser.add_argument("--noise_levels", type=float, nargs="+", default=[0.1, 0.2],
-                        help="test noise levels (the trained one first, then unseen ones)")
-    parser.add_argument("--ebt_steps", type=int, nargs="+", default=[1, 2, 3, 4], help="EBT thinking steps")
-    parser.add_argument("--dit_recursions", type=int, nargs="+", default=[0, 1, 2],
+    parser.add_argument("--noise_levels", type=noise_level, nargs="+", default=[0.1, 0.2],
+                        help="test noise levels in (0, 1] (the trained one first, then unseen ones)")
+    parser.add_argument("--ebt_steps", type=whole_number(1), nargs="+", default=[1, 2, 3, 4],
+                        help="EBT thinking steps")
+    parser.add_argument("--dit_recursions", type=whole_number(0), nargs="+", default=[0, 1, 2],
                         help="DiT: DDIM from t, then r more times (infer_recurse_diffusion_n_times)")
-    parser.add_argument("--num_images", type=int, default=64, help="test images (the first ones of the split)")
-    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--num_images", type=whole_number(1), default=64,
+                        help="test images (the first ones of the split)")
+    parser.add_argument("--batch_size", type=whole_number(1), default=32)
     parser.add_argument("--dataset_dir", default=None, help="where the test images live, if not bundled")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise")
     parser.add_argument("--out_dir", default="results/psnr_vs_forward_passes")
     args = parser.parse_args(argv)
+    check(input_path_problem("--ebt_ckpt", args.ebt_ckpt), input_path_problem("--dit_ckpt", args.dit_ckpt),
+          args.dataset_dir and input_path_problem("--dataset_dir", args.dataset_dir, folder=True),
+          output_path_problem("--out_dir", args.out_dir))
+    import torch
 
-    ebt, ebt_hp = load_image_model(args.ebt_ckpt)
-    dit, dit_hp = load_image_model(args.dit_ckpt)
+    from data.img.splits import build_image_splits, image_collate
+    from inference.img.generate_image import psnr, save_image_grid
+    from model.config import InferenceConfig
+    from model.img.denoising import pixel_mse
+
+    ebt, ebt_hp = load_image_model(args.ebt_ckpt, "ebt")
+    dit, dit_hp = load_image_model(args.dit_ckpt, "dit")
     if (ebt_hp["dataset_name"], list(ebt_hp["image_dims"])) != (dit_hp["dataset_name"], list(dit_hp["image_dims"])):
-        raise SystemExit("the two checkpoints were trained on different data or image sizes; compare like with like")
+        raise UsageError("the two checkpoints were trained on different data or image sizes; compare like with like")
     _, _, test = build_image_splits(ebt_hp["dataset_name"], ebt_hp["image_dims"], ebt_hp["seed"],
                                     args.dataset_dir or ebt_hp.get("dataset_dir") or None, stage="test",
                                     validation_fraction=ebt_hp["validation_split_pct"],
                                     test_fraction=ebt_hp["validation_split_pct"])
+    if len(test) == 0:
+        raise UsageError(f"the test split of {ebt_hp['dataset_name']} has no images")
     count = min(args.num_images, len(test))
     images = image_collate([test[i] for i in range(count)])["image"]
     os.makedirs(args.out_dir, exist_ok=True)
@@ -150,4 +184,4 @@ def write_outputs(rows, out_dir, what):
 
 
 if __name__ == "__main__":
-    main()
+    run_entry_point(main)

@@ -60,6 +60,9 @@ def generate(model, prompt_ids, max_new_tokens, sampling=SamplingConfig(), eos_t
     done = torch.zeros(prompt_ids.shape[0], dtype=torch.bool, device=prompt_ids.device)
     if compile and not (use_cache and isinstance(model, EBT_NLP)):
         raise ValueError("compile applies to the EBT's cached decoding only (use_cache=True)")
+    if context_length is not None and prompt_ids.shape[1] >= context_length:
+        raise ValueError(f"the prompt has {prompt_ids.shape[1]} tokens and the model reads at most {context_length}: "
+                         f"no room to generate; keep the prompt's last {context_length - 1} tokens")
     if use_cache and isinstance(model, EBT_NLP):
         capacity = prompt_ids.shape[1] + max_new_tokens
         if context_length is not None:  # compiled: one cache size for every prompt length, so one graph
