@@ -107,11 +107,12 @@ def raised_by_this_project(error):
 
 
 def run_entry_point(main):
-    """Run a script's main(): our usage errors (UsageError; a ValueError or our OSError with a message for the
-    user) become one line on stderr and exit status 2; anything else propagates with its traceback."""
+    """Run a script's main() and return what it returns: our usage errors (UsageError; a ValueError or our OSError
+    with a message for the user) become one line on stderr and exit status 2; anything else propagates with its
+    traceback."""
     prog = os.path.relpath(os.path.abspath(main.__code__.co_filename), ROOT)
     try:
-        main()
+        return main()
     except UsageError as error:
         stop(prog, error.code)
     except (ValueError, OSError) as error:
