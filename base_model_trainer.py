@@ -18,6 +18,32 @@ from utils.optimization import OPTIMIZERS, adamw_implementation, build_lr_schedu
 from utils import sharding
 
 
+# a loss or energy beyond this has run away: far above what a working run logs (cross-entropies of tens at an
+# untrained start, pixel MSEs about 1), while float32 still represents it and its gradients
+DIVERGED_ABOVE = 1e15
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss, an energy or the weights stopped being finite numbers (or ran away): training stops."""
+
+
+def divergence(loss, energies=None, alpha=None):
+    """Why this training step has diverged (a sentence naming what to lower), or None."""
+    def bad(t):
+        return t is not None and not bool(torch.isfinite(t).all() and (t.abs() <= DIVERGED_ABOVE).all())
+
+    if bad(alpha):
+        return (f"alpha, the learned step size, ran away ({float(alpha):.3g}): lower --mcmc_step_size_lr_multiplier "
+                f"or --peak_learning_rate")
+    if bad(energies):
+        detail = ", ".join(f"{float(e):.3g}" for e in energies)
+        return (f"the energy ran away (each step's: {detail}; alpha {float(alpha):.3g}): lower --mcmc_step_size or "
+                f"--peak_learning_rate")
+    if bad(loss):
+        return f"the loss is {float(loss):.3g}: lower --peak_learning_rate (or --gradient_clip_val)"
+    return None
+
+
 def step_seed(seed, step, rank=0, phase="train"):
     """Seed of one step's randomness (the initial guesses), a pure function of (seed, step, rank, phase).
 
@@ -131,7 +157,17 @@ class ModelTrainer(L.LightningModule):
             if self.global_rank == 0:
                 print(f"parameters identical on {self.trainer.world_size} ranks")
 
+    def stop_if_diverged(self, problem, when="training"):
+        """Every rank stops together (one rank alone would leave the others waiting), before the step's update."""
+        if self.trainer.strategy.reduce_boolean_decision(problem is not None, all=False):
+            raise TrainingDiverged(f"{when} diverged at step {self.global_step}: "
+                                   f"{problem or 'another rank found a non-finite loss or energy'}")
+
     def on_save_checkpoint(self, checkpoint):
+        # a checkpoint never holds weights that are not finite numbers: the last good one stays
+        finite = all(bool(torch.isfinite(sharding.local(p)).all()) for p in self.model.parameters())
+        self.stop_if_diverged(None if finite else "the weights are no longer finite numbers: lower "
+                              "--peak_learning_rate (or --gradient_clip_val)", "training")
         # batches of this epoch already fetched for training (a save inside on_train_batch_end has not
         # marked the current one completed yet, Lightning finishes that on restart)
         progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
@@ -172,6 +208,8 @@ class ModelTrainer(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         out = self.forward_batch(batch, "train", self.global_step * self.trainer.accumulate_grad_batches + batch_idx)
+        self.stop_if_diverged(divergence(out["loss"].detach(), out.get("step_energies"),
+                                         self.model.alpha.detach() if self.model.is_ebt else None))
         logs = {k: v for k, v in out.items()
                 if k not in ("loss", "step_losses", "step_energies", "count", "pixel_mse")}
         for i, loss in enumerate(out["step_losses"]):

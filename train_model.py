@@ -366,12 +366,26 @@ def evaluate(args, module, trainer, run_dir):
     return 0
 
 
+def last_good_checkpoint(run_dir):
+    path = os.path.join(run_dir, "checkpoints", "last.ckpt")
+    if os.path.isfile(path):
+        return f"the last good checkpoint is {path} (no checkpoint holds weights that are not finite)"
+    return "no checkpoint was written before"
+
+
 def train_and_report(args, module, trainer, checkpoint, run_dir):
     """Train, validate, (images) test, then the tables, the plot and where everything is."""
     from utils.plotting import plot_training_curves
 
+    from base_model_trainer import TrainingDiverged
+
     start = time.time()
-    trainer.fit(module, ckpt_path=args.resume_training_ckpt or None)
+    try:
+        trainer.fit(module, ckpt_path=args.resume_training_ckpt or None)
+    except TrainingDiverged as error:
+        if trainer.global_rank == 0:
+            print(f"train_model.py: {error}; {last_good_checkpoint(run_dir)}", file=sys.stderr)
+        return 1
     train_seconds = time.time() - start
     if args.fast_dev_run:
         return 0

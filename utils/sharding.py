@@ -101,6 +101,11 @@ def average_replicated_gradients(parameters):
             p.grad.div_(world)
 
 
+def local(t):
+    """This rank's part of a (possibly sharded) tensor, without communication."""
+    return t.to_local() if isinstance(t, DTensor) else t
+
+
 def full_tensor(t):
     """The whole tensor behind a (possibly sharded) parameter or gradient; a collective for sharded ones."""
     return t.full_tensor() if isinstance(t, DTensor) else t
