@@ -1,5 +1,6 @@
 """Train or evaluate an EBT, a Transformer++ or a DiT (docs/method.md); `bash job_scripts/quickstart.sh` runs the
 offline CPU quickstart."""
+import glob
 import json
 import os
 import random
@@ -9,19 +10,24 @@ import time
 import warnings
 
 from utils.cli import UsageError, parse_args
+from utils.usage import raised_by_this_project, run_entry_point
 from utils.reports import print_loss_table
 
 
 def choose_devices(gpus, cpu_processes=1):
-    """(accelerator, devices, num_nodes) from --gpus; CPU when no GPU is visible (the published code refused)."""
+    """(accelerator, devices, num_nodes) from --gpus; -1 (the default) takes the CPU when no GPU is visible (the
+    published code refused); a count or a list of GPUs that are not there stops the run."""
     import json
 
     import torch
 
     num_nodes = int(os.environ.get("SLURM_JOB_NUM_NODES", 1))
     if not torch.cuda.is_available():
-        if gpus not in ("-1", "0"):
-            print(f"note: --gpus {gpus} asked for GPUs but none is visible; training on CPU")
+        if gpus not in ("-1", "0"):  # e.g. a cluster node whose GPUs are hidden: a stop, not a day of CPU training
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            raise startup_error(f"--gpus {gpus} asks for GPUs but torch sees none here"
+                                f"{f' (CUDA_VISIBLE_DEVICES={visible!r})' if visible is not None else ''}; "
+                                f"append --gpus 0 to train on the CPU on purpose")
         return "cpu", cpu_processes, 1
     if gpus.startswith("["):
         return "gpu", json.loads(gpus), num_nodes
@@ -44,11 +50,51 @@ def resolve_run_dir(args, env):
         task = f"_{env['SLURM_ARRAY_TASK_ID']}" if "SLURM_ARRAY_TASK_ID" in env else ""
         run_dir = os.path.join(args.log_dir, args.run_name, f"job{job}{task}")
         return run_dir, env.get("SLURM_PROCID", "0") == "0"
-    base = run_dir = os.path.join(args.log_dir, args.run_name, time.strftime("%Y-%m-%d_%H-%M-%S"))
-    suffix = 1
-    while os.path.exists(run_dir):  # two runs started in the same second get separate folders
-        run_dir, suffix = f"{base}_{suffix}", suffix + 1
-    return run_dir, True
+    return os.path.join(args.log_dir, args.run_name, time.strftime("%Y-%m-%d_%H-%M-%S")), True
+
+
+def claim_run_folder(args, env):
+    """(run folder, the folders this process made for it (outermost first), whether it is rank 0), claimed before
+    any work.
+
+    mkdir is atomic: of two runs that start in the same second, one gets <time>, the other <time>_1. A Slurm
+    job's folder is reused only by the requeued job itself (it finds its hpc checkpoint there); any other run
+    under a reused job id stops instead of overwriting that run's metrics and checkpoints.
+    """
+    run_dir, is_rank_zero = resolve_run_dir(args, env)
+    if not is_rank_zero:
+        return run_dir, [], False
+    made, parent = [], os.path.dirname(os.path.abspath(run_dir))
+    while not os.path.exists(parent):
+        made.insert(0, parent)
+        parent = os.path.dirname(parent)
+    os.makedirs(os.path.dirname(run_dir), exist_ok=True)
+    if os.path.basename(run_dir).startswith("job"):
+        if os.path.isdir(run_dir) and os.listdir(run_dir) and not glob.glob(os.path.join(run_dir, "hpc_ckpt_*.ckpt")):
+            raise UsageError(f"train_model.py: error: {run_dir} already holds a run of this Slurm job id and no "
+                             f"pre-emption checkpoint to continue; give another --run_name, or move that folder "
+                             f"away (resume it with --resume_training_ckpt {run_dir}/checkpoints/last.ckpt)")
+        if not os.path.isdir(run_dir):
+            made.append(run_dir)
+        os.makedirs(run_dir, exist_ok=True)
+        remove_partial_checkpoints(run_dir)
+        return run_dir, made, True
+    base, suffix = run_dir, 1
+    while True:
+        try:
+            os.mkdir(run_dir)
+            return run_dir, made + [run_dir], True
+        except FileExistsError:
+            run_dir, suffix = f"{base}_{suffix}", suffix + 1
+
+
+def remove_partial_checkpoints(run_dir):
+    """A kill during a checkpoint write leaves its temporary file (utils/checkpointing.py); the next start of the
+    run in its folder removes them: no finished checkpoint is ever a .tmp_ file."""
+    for path in glob.glob(os.path.join(run_dir, ".tmp_*.ckpt")) + \
+            glob.glob(os.path.join(run_dir, "checkpoints", ".tmp_*.ckpt")):
+        os.remove(path)
+        print(f"removed the partial checkpoint {path} of an interrupted write")
 
 
 def wandb_configured(args):
@@ -113,11 +159,18 @@ def run(argv=None):
         if args.debug_dataloader:
             return debug_data(args)
         hardware = Hardware(args)
-        module = build_module(args, state_dict)
+        run_dir, made, is_rank_zero = claim_run_folder(args, os.environ)
+        try:
+            module = build_module(args, state_dict)
+        except BaseException:
+            for folder in reversed(made):  # no folder for a run that stops at start-up
+                if not os.listdir(folder):
+                    os.rmdir(folder)
+            raise
     except UsageError as error:
-        print(error, file=sys.stderr)
+        print(" ".join(str(error).split()), file=sys.stderr)  # one line, also for a library's message in it
         return 2
-    run_dir = open_run_folder(args)
+    open_run_folder(args, run_dir, is_rank_zero)
     describe(args, module, hardware)
     trainer, checkpoint = build_trainer(args, module, hardware, run_dir)
     if args.only_test:
@@ -168,6 +221,9 @@ class Hardware:
         import torch
 
         self.accelerator, self.devices, self.num_nodes = choose_devices(args.gpus, args.num_cpu_processes)
+        if self.accelerator == "cpu" and args.float_precision.startswith("16"):
+            raise startup_error(f"--float_precision {args.float_precision} needs a GPU (float16 on the CPU is slow and "
+                                f"unscaled); use bf16-mixed or 32-true on the CPU")
         per_node = (torch.cuda.device_count() if self.devices == -1 and self.accelerator == "gpu" else
                     len(self.devices) if isinstance(self.devices, list) else self.devices)
         self.num_devices = per_node * self.num_nodes
@@ -190,7 +246,9 @@ def build_module(args, state_dict):
 
     try:
         module = ModelTrainer(args)
-    except ValueError as error:  # e.g. a tokenizer that cannot be loaded
+    except (ValueError, OSError) as error:  # e.g. a tokenizer or an encoder that cannot be loaded
+        if not raised_by_this_project(error):
+            raise
         raise startup_error(error) from error
     if state_dict is not None:
         try:
@@ -205,19 +263,16 @@ def build_module(args, state_dict):
     return module
 
 
-def open_run_folder(args):
-    """The run folder (made by rank 0, which also copies the console into it); other ranks fall silent."""
+def open_run_folder(args, run_dir, is_rank_zero):
+    """Rank 0 copies the console into the claimed run folder and speaks for the run; other ranks fall silent."""
     from utils.text_logger import tee_console
 
-    run_dir, is_rank_zero = resolve_run_dir(args, os.environ)
     if is_rank_zero:
-        os.makedirs(run_dir, exist_ok=True)
         os.environ["EBT_RUN_DIR"] = run_dir  # inherited by the DDP workers Lightning starts
         tee_console(os.path.join(run_dir, args.console_log_filename))
         print(f"run folder: {run_dir}")
-    else:  # rank 0 makes the run folder and speaks for the run
+    else:
         sys.stdout = open(os.devnull, "w")
-    return run_dir
 
 
 def describe(args, module, hardware):
@@ -244,6 +299,7 @@ def build_trainer(args, module, hardware, run_dir):
     from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary, TQDMProgressBar
 
     from utils.checkpointing import AtomicCheckpointIO
+    from utils.interrupts import CheckpointOnInterrupt
 
     if module.task.saves_pictures:
         module.image_dir = os.path.join(run_dir, "images")
@@ -255,7 +311,8 @@ def build_trainer(args, module, hardware, run_dir):
     # last.ckpt is also written at the final step (inside the loop, so its state resumes exactly)
     final_checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="last", every_n_train_steps=args.max_steps,
                                        enable_version_counter=False)
-    callbacks = [checkpoint, final_checkpoint, TQDMProgressBar(refresh_rate=max(1, args.log_every_n_steps // 2))]
+    callbacks = [checkpoint, final_checkpoint, TQDMProgressBar(refresh_rate=max(1, args.log_every_n_steps // 2)),
+                 CheckpointOnInterrupt(os.path.join(ckpt_dir, "last.ckpt"))]
     if args.log_model_archi:
         callbacks.append(ModelSummary(max_depth=-1))
     val_check = args.val_check_interval
@@ -291,9 +348,9 @@ def build_trainer(args, module, hardware, run_dir):
 
 def build_loggers(args, module, run_dir):
     """metrics.csv always; W&B where it can work."""
-    from lightning.pytorch.loggers import CSVLogger
+    from utils.csv_log import ContinuingCSVLogger
 
-    loggers = [CSVLogger(run_dir, name="", version="")]
+    loggers = [ContinuingCSVLogger(run_dir, name="", version="")]
     if wandb_configured(args):
         from lightning.pytorch.loggers import WandbLogger
 
@@ -326,7 +383,8 @@ def distribution_strategy(args, num_devices):
 
 def quiet_known_warnings():
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*exists and is not empty.*")  # our console.log; the folder is new
+    # only a requeued run finds its checkpoint folder filled: claim_run_folder refused every other reuse
+    warnings.filterwarnings("ignore", ".*Checkpoint directory .* exists and is not empty.*")
     warnings.filterwarnings("ignore", ".*your dataloader is not resumable.*")  # ResumableBatchSampler is
     warnings.filterwarnings("ignore", ".*treespec, LeafSpec.*")  # Lightning 2.6 on torch 2.13
     # our epoch metrics are torchmetrics, already all-reduced across DDP ranks before they are logged
@@ -366,10 +424,11 @@ def evaluate(args, module, trainer, run_dir):
     return 0
 
 
-def last_good_checkpoint(run_dir):
+def last_good_checkpoint(run_dir, good="good"):
     path = os.path.join(run_dir, "checkpoints", "last.ckpt")
     if os.path.isfile(path):
-        return f"the last good checkpoint is {path} (no checkpoint holds weights that are not finite)"
+        return f"the last {good} checkpoint is {path}" + (" (no checkpoint holds weights that are not finite)"
+                                                           if good == "good" else "")
     return "no checkpoint was written before"
 
 
@@ -378,6 +437,8 @@ def train_and_report(args, module, trainer, checkpoint, run_dir):
     from utils.plotting import plot_training_curves
 
     from base_model_trainer import TrainingDiverged
+    from utils.checkpointing import CheckpointWriteError
+    from utils.interrupts import RunInterrupted
 
     start = time.time()
     try:
@@ -386,7 +447,19 @@ def train_and_report(args, module, trainer, checkpoint, run_dir):
         if trainer.global_rank == 0:
             print(f"train_model.py: {error}; {last_good_checkpoint(run_dir)}", file=sys.stderr)
         return 1
+    except CheckpointWriteError as error:
+        if trainer.global_rank == 0:
+            print(f"train_model.py: stopped at step {trainer.global_step}: {error}; "
+                  f"{last_good_checkpoint(run_dir, 'written')}", file=sys.stderr)
+        return 1
+    except RunInterrupted as interrupted:
+        if trainer.global_rank == 0:
+            print(f"train_model.py: {interrupted}", file=sys.stderr)
+        return interrupted.exit_status
     train_seconds = time.time() - start
+    if trainer.global_rank == 0:  # a finished run's pre-emption checkpoints are consumed: a reused job id is refused
+        for hpc in glob.glob(os.path.join(run_dir, "hpc_ckpt_*.ckpt")):
+            os.remove(hpc)
     if args.fast_dev_run:
         return 0
     task = module.task
@@ -413,4 +486,4 @@ def train_and_report(args, module, trainer, checkpoint, run_dir):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_entry_point(main))

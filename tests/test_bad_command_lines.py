@@ -23,9 +23,6 @@ VID = ["--modality", "VID", "--dataset_name", "moving_mnist", "--backbone_type",
 ENCODE = ["--dataset_name", "moving_mnist", "--backbone_type", "pixels", "--context_length", "3", "--device", "cpu",
           "--out_dir", "{out}"]
 PSNR = ["--ebt_ckpt", "{ebt}", "--dit_ckpt", "{dit}", "--num_images", "2", "--out_dir", "{out}"]
-TRAIN_MODEL_FIX = ("needs train_model.py: build_module turns ValueError into one line, not our OSError (a hub model "
-                   "offline)")
-
 CASES = [
     # train_model.py: values outside their ranges, unknown flags, missing or wrong files
     ("train_model.py", NLP + ["--limit_val_batches", "1.5"], "--limit_val_batches 1.5: must be a fraction"),
@@ -48,8 +45,10 @@ CASES = [
     ("train_model.py", NLP + ["--only_test", "--only_test_model_ckpt", "{file}"], "is not a checkpoint"),
     ("train_model.py", NLP + ["--only_test", "--only_test_model_ckpt", "{truncated}"], "is not a checkpoint"),
     ("train_model.py", NLP[:-1] + ["{file}/logs"], "--log_dir {file}/logs: {file} is a file, not a folder"),
-    pytest.param("train_model.py", VID + ["--backbone_type", "dinov2", "--vit_backbone_size", "facebook/nothing"],
-                 "could not load the DINOv2", marks=pytest.mark.xfail(reason=TRAIN_MODEL_FIX, strict=True)),
+    ("train_model.py", NLP + ["--gpus", "2"], "--gpus 2 asks for GPUs but torch sees none here"),
+    ("train_model.py", NLP + ["--float_precision", "16-mixed"], "--float_precision 16-mixed needs a GPU"),
+    ("train_model.py", VID + ["--backbone_type", "dinov2", "--vit_backbone_size", "small"],
+     "could not load the DINOv2"),
     # utils/
     ("utils/pre_encode_videos.py", ENCODE + ["--context_length", "0"], "--context_length: 0: must be at least 1"),
     ("utils/pre_encode_videos.py", ENCODE + ["--shard_size", "0"], "--shard_size: 0: must be at least 1"),

@@ -1,5 +1,6 @@
 """Pre-emption under Slurm: SIGUSR1 writes an hpc checkpoint into the run folder and requeues the job; the
 requeued job (same job id) resumes from it in the same folder."""
+import csv
 import glob
 import os
 import signal
@@ -50,3 +51,14 @@ def test_sigusr1_checkpoints_requeues_and_the_restart_resumes(tmp_path, corpus):
     assert "Restored all states from the checkpoint" in second.stderr + second.stdout
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 400
     assert (run_dir / "console.log").read_text().count("run folder:") == 2  # the first attempt's log is kept
+    # metrics.csv keeps the first attempt's rows: each step's training loss once, from step 0 to the end
+    with open(run_dir / "metrics.csv") as f:
+        steps = [int(row["step"]) for row in csv.DictReader(f) if row.get("train_loss")]
+    assert steps == list(range(400))
+
+    # a later job under the same id (Slurm reuses them) stops instead of overwriting this run
+    before = (run_dir / "metrics.csv").read_bytes()
+    assert not glob.glob(str(run_dir / "hpc_ckpt_*.ckpt"))  # consumed by the finished run
+    third = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert third.returncode == 2 and "already holds a run of this Slurm job id" in third.stderr
+    assert (run_dir / "metrics.csv").read_bytes() == before
