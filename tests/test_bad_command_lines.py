@@ -3,7 +3,8 @@ line on stderr naming the script and what to change, no traceback, and nothing w
 
 The messages themselves are checked in the scripts' own tests (train_model.py's in test_cli.py); this table is
 the regression net for how a failure reads. Placeholders in the command lines: {out} the output folder (must stay
-absent), {file} a text file, {empty} an empty folder, {missing} a path that does not exist, {ebt} / {dit} tiny
+absent), {file} a text file, {empty} an empty folder, {missing} a path that does not exist, {junk} a folder of one
+binary .txt file, {broken} a folder of .png files that are not pictures, {ebt} / {dit} tiny
 image-denoiser checkpoints, {vid} a video checkpoint, {truncated} half a checkpoint.
 """
 import os
@@ -22,6 +23,9 @@ VID = ["--modality", "VID", "--dataset_name", "moving_mnist", "--backbone_type",
        "--context_length", "7", "--num_workers", "0", "--no_wandb", "--fast_dev_run", "--log_dir", "{out}"]
 ENCODE = ["--dataset_name", "moving_mnist", "--backbone_type", "pixels", "--context_length", "3", "--device", "cpu",
           "--out_dir", "{out}"]
+IMG = ["--modality", "IMG", "--image_task", "denoising", "--dataset_name", "image_folder", "--dataset_dir", "{broken}",
+       "--image_dims", "16", "16", "--patch_size", "4", "--model_size", "4xs", "--num_workers", "0", "--no_wandb",
+       "--fast_dev_run", "--log_dir", "{out}"]
 PSNR = ["--ebt_ckpt", "{ebt}", "--dit_ckpt", "{dit}", "--num_images", "2", "--out_dir", "{out}"]
 CASES = [
     # train_model.py: values outside their ranges, unknown flags, missing or wrong files
@@ -46,6 +50,8 @@ CASES = [
     ("train_model.py", NLP + ["--only_test", "--only_test_model_ckpt", "{truncated}"], "is not a checkpoint"),
     ("train_model.py", NLP[:-1] + ["{file}/logs"], "--log_dir {file}/logs: {file} is a file, not a folder"),
     ("train_model.py", NLP + ["--gpus", "2"], "--gpus 2 asks for GPUs but torch sees none here"),
+    ("train_model.py", NLP + ["--dataset_name", "text", "--dataset_dir", "{junk}"], "junk.txt is not text"),
+    ("train_model.py", IMG, "none of the 1 images of this split can be read"),
     ("train_model.py", NLP + ["--float_precision", "16-mixed"], "--float_precision 16-mixed needs a GPU"),
     ("train_model.py", VID + ["--backbone_type", "dinov2", "--vit_backbone_size", "small"],
      "could not load the DINOv2"),
@@ -145,8 +151,14 @@ def case_id(case):
 def test_a_bad_command_line_stops_with_one_line(script, argv, message, tmp_path, checkpoints):
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes.txt").write_text("not a checkpoint\n")
+    (tmp_path / "junk").mkdir()  # a binary file named .txt
+    (tmp_path / "junk" / "junk.txt").write_bytes(bytes(range(256)) * 8)
+    (tmp_path / "broken").mkdir()  # "images" that no decoder reads
+    for i in range(3):
+        (tmp_path / "broken" / f"{i}.png").write_bytes(b"not a picture")
     places = dict(checkpoints, out=str(tmp_path / "out"), file=str(tmp_path / "notes.txt"),
-                  empty=str(tmp_path / "empty"), missing=str(tmp_path / "missing"))
+                  empty=str(tmp_path / "empty"), missing=str(tmp_path / "missing"), junk=str(tmp_path / "junk"),
+                  broken=str(tmp_path / "broken"))
     argv, message = [a.format(**places) for a in argv], message.format(**places)
     before = files_below(tmp_path)
     run = subprocess.run([sys.executable, script, *argv], cwd=ROOT, env=ENV, capture_output=True, text=True,

@@ -240,10 +240,17 @@ def test_a_split_of_only_unreadable_images_says_so(tmp_path):
 
 
 def test_image_folder_split_depends_on_seed_only(image_folder):
-    a = build_image_splits("image_folder", 8, seed=3, dataset_dir=str(image_folder))
-    b = build_image_splits("image_folder", 8, seed=3, dataset_dir=str(image_folder))
+    a = build_image_splits("image_folder", 8, seed=7, dataset_dir=str(image_folder))
+    b = build_image_splits("image_folder", 8, seed=7, dataset_dir=str(image_folder))
     assert [d.paths for d in a] == [d.paths for d in b]
     assert [len(d) for d in a] == [6, 1, 1]
+
+
+def test_a_held_out_split_without_a_readable_image_stops_at_start_up(image_folder):
+    # seed 3 holds out the corrupt file alone: that split could never be evaluated
+    with pytest.raises(ValueError, match=r"none of the 1 images of this split can be read, e\.g\. .*bad\.png; pass a "
+                                         r"folder of readable images"):
+        build_image_splits("image_folder", 8, seed=3, dataset_dir=str(image_folder))
 
 
 def test_image_folder_errors(tmp_path):

@@ -246,5 +246,14 @@ def image_folder_splits(dataset_dir, image_size, seed, validation_fraction=0.05,
     if n < num_validation + num_test + 1:
         raise ValueError(f"--dataset_dir {dataset_dir}: has {n} image(s); need at least {num_validation + num_test + 1}"
                          f" (train + {num_validation} validation + {num_test} test); add images")
-    return tuple(ImageFiles([paths[i] for i in part], image_size)
-                 for part in split_indices(n, num_validation, num_test, seed))
+    splits = tuple(ImageFiles([paths[i] for i in part], image_size)
+                   for part in split_indices(n, num_validation, num_test, seed))
+    for split in splits:  # a split without one readable image stops at start-up, not in the first epoch
+        probe = ImageFiles(split.paths, image_size)  # its own skip list: the split still warns when it skips
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                probe[0]
+        except RuntimeError as error:
+            raise ValueError(f"--dataset_dir {dataset_dir}: {error}; pass a folder of readable images") from error
+    return splits

@@ -88,14 +88,30 @@ def corpus_files(data):
     if not path:
         raise ValueError("--dataset_name text needs --dataset_dir: a .txt file or a directory of .txt files")
     if os.path.isfile(path):
-        return [path]
-    if not os.path.isdir(path):
+        files = [path]
+    elif not os.path.isdir(path):
         raise ValueError(f"--dataset_dir {path}: does not exist; pass a .txt file or a directory of .txt files")
-    files = sorted(glob.glob(os.path.join(path, "**", "*.txt"), recursive=True))
+    else:
+        files = sorted(glob.glob(os.path.join(path, "**", "*.txt"), recursive=True))
     if not files:
         raise ValueError(f"--dataset_dir {path}: has no .txt files (searched recursively); "
                          "pass a .txt file or a directory of .txt files")
+    for file in files:
+        if not looks_like_text(file):
+            raise ValueError(f"--dataset_dir {path}: {file} is not text (NUL bytes, or mostly bytes that are not "
+                             "UTF-8, in its first 8 KB); remove it or convert it to UTF-8 text")
     return files
+
+
+def looks_like_text(path, probe=8192):
+    """Whether a file reads as text: no NUL byte and at most 10% undecodable bytes in its first `probe` bytes
+    (a few stray bytes are read as U+FFFD; a binary file renamed .txt is refused)."""
+    with open(path, "rb") as f:
+        head = f.read(probe)
+    if b"\0" in head:
+        return False
+    decoded = head.decode("utf-8", errors="replace")
+    return decoded.count("\ufffd") <= 0.1 * max(1, len(decoded)) + 1  # +1: a character cut at the probe's end
 
 
 def token_stream(name, files, tokenizer, tokenizer_name):
