@@ -14,11 +14,8 @@ import os
 import sys
 from dataclasses import fields
 
-from data.nlp.datasets import NLP_DATASETS
-from data.nlp.downstream import is_downstream
-from data.img.splits import DATASET_ALIASES, IMAGE_DATASETS
-from data.vid.splits import DATASET_ALIASES as VIDEO_ALIASES
-from data.vid.splits import VIDEO_DATASETS
+from data.names import IMAGE_ALIASES as DATASET_ALIASES
+from data.names import IMAGE_DATASETS, NLP_DATASETS, VIDEO_ALIASES, VIDEO_DATASETS, is_downstream
 from utils.optimization import OPTIMIZERS
 from utils.usage import UsageError, output_path_problem
 from model.config import (CONFIGS, EBT_TYPES, FUSED_VOCAB_LOSS_CHOICES, IMAGE_MODEL_SIZES, MODEL_SIZES,

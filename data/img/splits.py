@@ -25,11 +25,12 @@ The hub datasets also load from a local copy in dataset_dir (data/img/hub.py).
 
 import torch
 
+from data.names import IMAGE_ALIASES as DATASET_ALIASES
+from data.names import IMAGE_DATASETS
+
 from .datasets import image_folder_splits, mnist_splits, natural_image_splits
 from .hub import HUB_IMAGE_DATASETS, hub_image_splits
 
-IMAGE_DATASETS = ("natural_images", "mnist", "image_folder", "coco_tiny", "coco_medium", "imagenet")
-DATASET_ALIASES = {"imagenet1k": "imagenet"}
 STAGE_SPLITS = {None: ("train", "validation", "test"), "fit": ("train", "validation"), "test": ("test",)}
 
 

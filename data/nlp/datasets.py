@@ -13,8 +13,8 @@ from datasets import DatasetDict, load_dataset, load_from_disk
 from torch.utils.data import Dataset, Subset
 
 from data.carriers import data_carrier_dir
+from data.names import NLP_DATASETS  # noqa: F401 (re-exported: the names live in data.names)
 
-NLP_DATASETS = ("shakespeare", "bbc_news", "text", "pajama", "fineweb", "nlp_synthetic")
 PACKED_CORPORA = ("shakespeare", "bbc_news", "text")  # local files, packed into one token stream
 HUB_CORPORA = {  # name -> (hub repo, config, text field): the paper's pretraining data (docs/method.md §9.1)
     "pajama": ("togethercomputer/RedPajama-Data-V2", "sample-100B", "raw_content"),

@@ -43,9 +43,10 @@ from datasets import concatenate_datasets, load_dataset, load_from_disk
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
+from data.names import DOWNSTREAM_PREFIXES, is_downstream  # noqa: F401 (re-exported)
+
 from .datasets import split_train_val
 
-DOWNSTREAM_PREFIXES = ("gsm8k", "squad", "ai2arc", "bigbench_", "lambada", "planbench")
 EXECUTION_MODES = ("pretrain", "finetune", "inference")
 SPLITS = ("train", "validation", "test")
 
@@ -95,12 +96,6 @@ class DownstreamSpec:
     kind: str  # gsm8k | squad | ai2arc | bigbench | lambada | planbench
     repo: str  # hub dataset
     configs: tuple  # hub configs, concatenated in this order
-
-
-def is_downstream(name: str) -> bool:
-    """Whether --dataset_name names a downstream benchmark (`gsm8k`, `ai2arc_easy`, `bigbench_<task>`, ...)."""
-    return any(name.startswith(p) if p.endswith("_") else name == p or name.startswith(p + "_")
-               for p in DOWNSTREAM_PREFIXES)
 
 
 def downstream_spec(name):

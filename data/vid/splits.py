@@ -41,13 +41,14 @@ import os
 
 import torch
 
+from data.names import VIDEO_ALIASES as DATASET_ALIASES
+from data.names import VIDEO_DATASETS
+
 from .datasets import (CORRUPT_LIST_NAME, LAYOUTS, CorruptFileList, VideoClips, VideoConcat, aggregate_dirs,
                        kinetics400_paths, require_dir, something_paths, ucf101_paths, video_folder_paths)
 from .moving_mnist import moving_mnist_splits
 from .transforms import NORMALIZATIONS
 
-VIDEO_DATASETS = ("moving_mnist", "video_folder", "ucf101", "k400", "something", "aggregate")
-DATASET_ALIASES = {"kinetics400": "k400", "smth": "something", "ssv2": "something"}
 SPLITS = ("train", "validation", "test")
 STAGE_SPLITS = {None: SPLITS, "fit": ("train", "validation"), "test": ("test",)}
 
