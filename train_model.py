@@ -415,6 +415,8 @@ def evaluate(args, module, trainer, run_dir):
         return 0
     trainer.test(module, verbose=False)
     report = logged(trainer, "test_")
+    if args.infer_plot_energy_landscape and trainer.global_rank == 0:
+        print(f"pictures of thinking: {draw_thinking(args, module, run_dir)}")
     task.print_test_report(report, f"{args.dataset_name} test split, checkpoint {args.only_test_model_ckpt}")
     with open(os.path.join(run_dir, "test_report.json"), "w") as f:
         json.dump(report, f, indent=1)
@@ -430,6 +432,22 @@ def last_good_checkpoint(run_dir, good="good"):
         return f"the last {good} checkpoint is {path}" + (" (no checkpoint holds weights that are not finite)"
                                                            if good == "good" else "")
     return "no checkpoint was written before"
+
+
+def draw_thinking(args, module, run_dir):
+    """--infer_plot_energy_landscape: energy_landscape.png of the first test batch (also to W&B when on)."""
+    import torch
+
+    from inference.energy_landscape import landscape_report, plot_report
+
+    batch = next(iter(module.test_dataloader()))
+    batch = {k: v.to(module.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+    with module.seeded("test", 0):
+        report = landscape_report(module.model, batch, module.inference)
+    path = plot_report(report, os.path.join(run_dir, "energy_landscape.png"),
+                       title=f"{args.model_name}-{args.model_size} on {args.dataset_name}")
+    module.log_picture("energy_landscape", path)
+    return path
 
 
 def train_and_report(args, module, trainer, checkpoint, run_dir):

@@ -62,6 +62,24 @@ class ThinkingResult:
     losses: list = field(default_factory=list)  # scalar loss after each step, from loops that compute it
 
 
+@dataclass
+class ThinkingProblem:
+    """One batch's thinking, laid open for inspection (inference/energy_landscape.py): every piece of what the
+    model's forward does with it, and the true answer in the space the model thinks in.
+
+    energy_for(rows) -> E(prediction, landscape) for the observed inputs of batch rows `rows` (a LongTensor,
+    repeats allowed), giving one energy per entry (B, n) or per image (B,); initial: the initial guesses;
+    target: the answer as a state (one-hot-like logits for text); loss(state) -> the per-entry loss (B, n) or
+    (B,); normalize: the map from state to prediction (softmax for text) or None; step_size_shape: as `minimize`.
+    """
+    energy_for: object
+    initial: object
+    target: object
+    loss: object
+    normalize: object = None
+    step_size_shape: tuple = ()
+
+
 def landscape_schedule(num_landscapes, randomize_num_steps=0, min_num_steps=0, final_landscape_only=False,
                        training=False):
     """Energy-landscape index of every step (docs/method.md §2.4).
@@ -287,7 +305,7 @@ class EnergyMinimizer(Model):
 
     def inference_plan(self, icfg):
         """(landscapes, step sizes, noise stds) per step for --infer_ebt_advanced (docs/method.md §5.1)."""
-        cfg, trained = self.cfg, self.alpha.detach()
+        cfg, trained = self.cfg, self.alpha.detach().clamp(min=MIN_STEP_SIZE)  # as System 1 uses it
         a = icfg.infer_ebt_override_alpha
         adjusted = trained * a if 0 < a < 1 else (torch.full_like(trained, a) if a >= 1 else trained)
         if not self.landscape_conditioned:  # no landscape index: just more steps

@@ -117,6 +117,19 @@ def test_inference_plan_of_spec_4_2():
     assert len(default.inference_plan(InferenceConfig(infer_ebt_num_steps=5))[0]) == 5
 
 
+def test_system2_steps_use_the_clamped_step_size_of_system1():
+    """A learned alpha that went negative is clamped to MIN_STEP_SIZE in training and System 1; System 2 once used
+    it raw and climbed the energy (found by the energy-landscape pictures)."""
+    from model.thinking import MIN_STEP_SIZE
+
+    model = EBT_NLP(dict(TINY_EBT, mcmc_num_steps=2))
+    with torch.no_grad():
+        model.alpha.fill_(-16.0)
+    assert float(model.step_size((1,), randomize=False)) == pytest.approx(MIN_STEP_SIZE)
+    _, alphas, _ = model.inference_plan(InferenceConfig(infer_ebt_num_steps=2))
+    assert all(float(a) == pytest.approx(MIN_STEP_SIZE) for a in alphas)
+
+
 def test_accepting_only_lower_energies_never_raises_the_energy():
     torch.manual_seed(0)
     model = EBT_NLP(dict(TINY_EBT, ebt_type="default", mcmc_step_size=200.0))  # one landscape; big steps overshoot

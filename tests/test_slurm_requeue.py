@@ -52,9 +52,10 @@ def test_sigusr1_checkpoints_requeues_and_the_restart_resumes(tmp_path, corpus):
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 400
     assert (run_dir / "console.log").read_text().count("run folder:") == 2  # the first attempt's log is kept
     # metrics.csv keeps the first attempt's rows: each step's training loss once, from step 0 to the end
+    # (the last step's row may carry step 400)
     with open(run_dir / "metrics.csv") as f:
         steps = [int(row["step"]) for row in csv.DictReader(f) if row.get("train_loss")]
-    assert steps == list(range(400))
+    assert len(steps) == len(set(steps)) and set(range(400)) <= set(steps) <= set(range(401))
 
     # a later job under the same id (Slurm reuses them) stops instead of overwriting this run
     before = (run_dir / "metrics.csv").read_bytes()

@@ -47,6 +47,7 @@ RUN_FLAGS = {
     "mcmc_step_size_lr_multiplier": (_ALL, ("ebt",)),
     **{f.name: (_ALL, ("ebt",)) for f in fields(InferenceConfig)},
     "infer_ebt_advanced": (_ALL, ("ebt",)),
+    "infer_plot_energy_landscape": (_ALL, ("ebt",)),
 }
 # Config fields every run reads whatever its model (the batch size sizes the data loader).
 _READ_BY_EVERY_RUN = {"batch_size_per_device"}
@@ -245,6 +246,10 @@ def build_parser():
                    help="the extra steps go to the last landscape only (earlier ones take one step)")
     g.add_argument("--infer_alpha_final_landscape", action="store_true",
                    help="the overridden alpha applies to the last landscape only")
+    g.add_argument("--infer_plot_energy_landscape", action="store_true",
+                   help="--only_test: also draw the thinking of the first test batch (energy per step, System 1 and, "
+                        "with --infer_ebt_advanced, System 2; an energy slice with the path) into "
+                        "energy_landscape.png")
     g.add_argument("--infer_max_gen_len", type=int, default=256,
                    help="--execution_mode inference: most tokens generated per answer")
     g.add_argument("--infer_temp", type=float, default=0.6, help="sampling temperature (0 = greedy)")
@@ -481,6 +486,13 @@ def validate(args):
         return "--max_scheduling_steps must be at least --warm_up_steps"
     if args.min_lr_scale < 1:
         return "--min_lr_scale must be >= 1 (the floor is peak / min_lr_scale)"
+    if args.infer_plot_energy_landscape and not args.only_test:
+        return ("--infer_plot_energy_landscape draws a test run's thinking: use it with --only_test, or run "
+                "inference/plot_energy_landscape.py on a checkpoint")
+    if args.infer_plot_energy_landscape and args.execution_mode == "inference":
+        return "--infer_plot_energy_landscape draws perplexity test runs, not --execution_mode inference (generation)"
+    if args.infer_plot_energy_landscape and args.modality == "IMG" and args.image_task == "t2i":
+        return "--infer_plot_energy_landscape draws the text, image-denoising and video EBTs, not text-to-image"
     if args.distributed_strategy == "fsdp":
         if args.compile_model:
             return "--compile_model cannot be combined with --distributed_strategy fsdp here; drop one of them"

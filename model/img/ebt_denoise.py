@@ -18,7 +18,7 @@ from model.config import ImageEBTConfig
 from model.flops import image_ebt_flops
 from model.img.bidirectional_ebt import BidirectionalEBT
 from model.img.denoising import ImageDenoiser, PatchDenoiser, pixel_mse
-from model.thinking import EnergyMinimizer
+from model.thinking import EnergyMinimizer, ThinkingProblem
 
 
 class EBT_IMG_Denoise(PatchDenoiser, EnergyMinimizer):
@@ -64,6 +64,18 @@ class EBT_IMG_Denoise(PatchDenoiser, EnergyMinimizer):
     def sample(self, noised, t=None):
         """The denoised images of the grids logged while training: System 1 thinking from the noisy ones."""
         return self.denoise(noised, t)[0].states[-1]
+
+    def thinking_problem(self, batch):
+        """ThinkingProblem of clean images (B, C, S, S): thinking starts from their noised copies at the trained
+        noise level; the target is the clean image, the loss per image the SmoothL1 to it."""
+        x0 = batch["image"]
+        noised = self.noising.noise(x0, self.noising.training_timesteps(x0.shape[0], x0.device, False))
+
+        def loss(state):
+            return F.smooth_l1_loss(state, x0, reduction="none").flatten(1).mean(1)
+
+        return ThinkingProblem(lambda rows: self.energy, noised.detach().clone(), x0, loss,
+                               step_size_shape=(x0.shape[0], 1, 1, 1))
 
     def forward_loss_wrapper(self, batch, phase="train", final_energy=None, inference=None):
         """Loss and logs for clean images batch["image"] (B, C, S, S) in [-1, 1] (docs/method.md §7.3)."""

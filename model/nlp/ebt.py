@@ -18,7 +18,7 @@ from model.flops import autoregressive_ebt_flops
 from model.nlp.common import count_target_tokens, inputs_and_targets, next_token_loss
 from model.nlp.vocab_step import chunk_rows, think_over_vocabulary
 from model.replay_buffer import CausalReplayBuffer
-from model.thinking import EnergyMinimizer, standard_normal
+from model.thinking import EnergyMinimizer, ThinkingProblem, standard_normal
 
 
 class EBT_NLP(EnergyMinimizer):
@@ -85,6 +85,22 @@ class EBT_NLP(EnergyMinimizer):
         z0 = self.initial_with_replayed(B, n, input_ids.device, initial_logits)
         return self.minimize(self.energy_function(input_ids, learning), z0, (B, n, 1), learning, final_energy,
                              self.normalizer())
+
+    def thinking_problem(self, batch, target_logit=10.0):
+        """ThinkingProblem of a batch of token rows (B, C+1); the target state puts `target_logit` on the true
+        token (softmax ~ one-hot), so the slice through it points at the answer."""
+        inputs, targets = inputs_and_targets(batch, self.cfg.pad_token_id)
+        B, n = inputs.shape
+        pad = self.cfg.pad_token_id
+        target = F.one_hot(targets.clamp(0, self.cfg.vocab_size - 1), self.cfg.vocab_size).float() * target_logit
+
+        def loss(state):  # (B', n) cross-entropy, 0 at padding
+            return F.cross_entropy(state.float().flatten(0, 1), targets.flatten(), ignore_index=pad,
+                                   reduction="none").view(targets.shape)
+
+        return ThinkingProblem(lambda rows: self.energy_function(inputs[rows], learning=False),
+                               self.initial_state(B, n, inputs.device), target.to(inputs.device), loss,
+                               self.normalizer(), (B, n, 1))
 
     def initial_state(self, rows, n, device, latest=None):
         """Random (or zero) initial logits (rows, n, V); a text guess does not start from the observed tokens."""

@@ -13,12 +13,13 @@ down-projection) and, unlike the published video model, honours --no_langevin_du
 thinking at test time (more steps, best-of-N by energy) works here (the published model raised).
 """
 import torch
+import torch.nn.functional as F
 
 from model.ar_ebt import AutoregressiveEBT
 from model.config import VideoEBTConfig
 from model.flops import autoregressive_ebt_flops, weight_count
 from model.frozen import FollowsDevice
-from model.thinking import EnergyMinimizer
+from model.thinking import EnergyMinimizer, ThinkingProblem
 from model.vid.common import feature_projection, frame_features, inputs_and_targets, next_frame_loss
 
 
@@ -75,6 +76,19 @@ class EBT_VID(FollowsDevice, EnergyMinimizer):
         energy_for = lambda G: self.energy_function(features.repeat_interleave(G, dim=0), learning=False)
         return self.advanced_think_about(energy_for, features.shape[0], features.shape[1], features.device, icfg,
                                          latest=features)
+
+    def thinking_problem(self, batch):
+        """ThinkingProblem of a batch of C+1 frames: the next frame's features at every position are the target,
+        the loss per position the SmoothL1 to them."""
+        inputs, targets = inputs_and_targets(frame_features(batch, self.encoders))
+        B, n, _ = inputs.shape
+
+        def loss(state):
+            return F.smooth_l1_loss(state.float(), targets.float(), beta=1.0, reduction="none").mean(-1)
+
+        return ThinkingProblem(lambda rows: self.energy_function(inputs[rows], learning=False),
+                               self.initial_state(B, n, inputs.device, latest=inputs), targets, loss,
+                               step_size_shape=(B, n, 1))
 
     def forward_loss_wrapper(self, batch, phase="train", final_energy=None, inference=None):
         """Loss and logs for a batch of C+1 frames: {"video": (B, C+1, 3, H, W)} or {"latents": (B, C+1, F)}."""
