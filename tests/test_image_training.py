@@ -86,13 +86,15 @@ def test_psnr_against_forward_passes_script_writes_table_and_plot(runs, tmp_path
     rows = psnr_vs_forward_passes.main([
         "--ebt_ckpt", os.path.join(runs["ebt"], "checkpoints", "last.ckpt"),
         "--dit_ckpt", os.path.join(runs["dit"], "checkpoints", "last.ckpt"),
-        "--noise_levels", "0.1", "0.2", "--ebt_steps", "1", "2", "--dit_recursions", "0", "1",
+        "--noise_levels", "0.1", "0.2", "--ebt_steps", "1", "2", "--dit_recursions", "0", "1", "--ebt_best_of", "2",
         "--num_images", "8", "--out_dir", str(out)])
     for name in ("psnr_vs_forward_passes.csv", "psnr_vs_forward_passes.md", "psnr_vs_forward_passes.png",
                  "ebt_noise_0.2.png", "dit_noise_0.2.png"):
         assert (out / name).is_file(), name
     passes = {(r["model"], r["noise_level"], r["forward_passes"]) for r in rows}
     assert {("EBT", 0.1, 1), ("EBT", 0.1, 2), ("DiT", 0.1, 100), ("DiT", 0.1, 200), ("DiT", 0.2, 400)} <= passes
+    # best of 2 noisy samples: twice the passes of the same steps
+    assert {("EBT best of 2", 0.1, 2), ("EBT best of 2", 0.2, 4)} <= passes
 
 
 def test_image_quality_metric_equals_a_hand_computation():

@@ -80,6 +80,11 @@ def main(argv=None):
                         help="test noise levels in (0, 1] (the trained one first, then unseen ones)")
     parser.add_argument("--ebt_steps", type=whole_number(1), nargs="+", default=[1, 2, 3, 4],
                         help="EBT thinking steps")
+    parser.add_argument("--ebt_best_of", type=whole_number(2), nargs="*", default=[],
+                        help="also think from N noisy copies of each image with Langevin noise and keep the sample of "
+                             "lowest energy (System 2 self-verification); N x steps passes")
+    parser.add_argument("--ebt_best_of_noise", type=float, default=0.1,
+                        help="Langevin noise std of the best-of-N samples (pixels in [-1, 1])")
     parser.add_argument("--dit_recursions", type=whole_number(0), nargs="+", default=[0, 1, 2],
                         help="DiT: DDIM from t, then r more times (infer_recurse_diffusion_n_times)")
     parser.add_argument("--num_images", type=whole_number(1), default=64,
@@ -91,7 +96,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     check(input_path_problem("--ebt_ckpt", args.ebt_ckpt), input_path_problem("--dit_ckpt", args.dit_ckpt),
           args.dataset_dir and input_path_problem("--dataset_dir", args.dataset_dir, folder=True),
-          output_path_problem("--out_dir", args.out_dir))
+          output_path_problem("--out_dir", args.out_dir),
+          None if not args.ebt_best_of or args.ebt_best_of_noise > 0 else
+          "--ebt_best_of needs --ebt_best_of_noise > 0: without noise every sample thinks the same way")
     import torch
 
     from data.img.splits import build_image_splits, image_collate
@@ -129,6 +136,16 @@ def main(argv=None):
             if steps == max(args.ebt_steps):
                 save_image_grid(os.path.join(args.out_dir, f"ebt_noise_{level}.png"),
                                 [out["noised"], out["denoised"], images[:args.batch_size]])
+        for samples in args.ebt_best_of:
+            for steps in args.ebt_steps:
+                icfg = InferenceConfig(infer_ebt_num_steps=steps, infer_generated_samples=samples,
+                                       infer_langevin_dynamics_noise=args.ebt_best_of_noise)
+                result, _ = evaluate(ebt, images, level, args.batch_size, icfg, args.seed)
+                thought = result["forward_passes"] // samples
+                rows.append(dict(model=f"EBT best of {samples}", noise_level=level,
+                                 setting=f"{thought} steps x {samples} samples", **result))
+                print(f"EBT  level {level}: best of {samples}, {thought} steps -> PSNR {result['psnr']:.2f} dB",
+                      flush=True)
         for r in args.dit_recursions:
             dit.cfg.infer_recurse_diffusion_n_times = r
             result, out = evaluate(dit, images, level, args.batch_size, None, args.seed)
@@ -163,7 +180,8 @@ def write_outputs(rows, out_dir, what):
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for level, style in zip(sorted({r["noise_level"] for r in rows}), ["-", "--", ":", "-."] * 4):
-        for model, marker in (("EBT", "o"), ("DiT", "s")):
+        models = ["EBT"] + sorted({r["model"] for r in rows if r["model"].startswith("EBT best")}) + ["DiT"]
+        for model, marker in zip(models, ["o", "^", "v", "<", ">", "D"][:len(models) - 1] + ["s"]):
             points = sorted((r["forward_passes"], r["psnr"]) for r in rows
                             if r["model"] == model and r["noise_level"] == level)
             if points:
@@ -171,7 +189,7 @@ def write_outputs(rows, out_dir, what):
         noisy = [r["psnr"] for r in rows if r["model"] == "noisy input" and r["noise_level"] == level]
         ax.axhline(noisy[0], color="gray", linestyle=style, linewidth=0.8, label=f"noisy input, noise {level}")
     ax.set_xscale("log")
-    ax.set_xlabel("forward passes (EBT: thinking steps; DiT: DDIM evaluations)")
+    ax.set_xlabel("forward passes (EBT: thinking steps x samples; DiT: DDIM evaluations)")
     ax.set_ylabel("PSNR (dB)")
     ax.set_title(what)
     ax.grid(alpha=0.3)

@@ -56,10 +56,11 @@ class EBT_IMG_Denoise(PatchDenoiser, EnergyMinimizer):
                                      B, icfg)
 
     def denoise(self, noised, t=None, inference=None):
-        """Denoised images and the number of forward passes (thinking steps; each adds an input-gradient
-        backward). t is unused: the EBT was trained at one noise level and just thinks."""
+        """Denoised images and the number of forward passes (thinking steps, of each of the best-of-N samples; each
+        adds an input-gradient backward). t is unused: the EBT was trained at one noise level and just thinks."""
         result = self.advanced_inference(noised, inference) if inference is not None else self(noised, final_energy=True)
-        return result, len(result.states)
+        samples = inference.infer_generated_samples if inference is not None else 1
+        return result, len(result.states) * samples
 
     def sample(self, noised, t=None):
         """The denoised images of the grids logged while training: System 1 thinking from the noisy ones."""
