@@ -91,6 +91,9 @@ def _rank(rank, world, port, args, path):
         if rank == 0:
             torch.save(gathered, path)
     finally:
+        # every rank's collectives (FSDP's reduce-scatters run on gloo's threads) end before the group does: a rank
+        # that tore it down early aborted its peer ("terminate called without an active exception")
+        dist.barrier()
         dist.destroy_process_group()
 
 

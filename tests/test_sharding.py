@@ -84,6 +84,9 @@ def _rank(rank, world, port, function, args, path):
         if rank == 0:
             torch.save(result, path)
     finally:
+        # every rank's collectives (FSDP's reduce-scatters run on gloo's threads) end before the group does: a rank
+        # that tore it down early aborted its peer ("terminate called without an active exception")
+        dist.barrier()
         dist.destroy_process_group()
 
 
