@@ -43,6 +43,7 @@ SMOKE_FLAGS = ["--max_steps", "3", "--warm_up_steps", "1", "--val_check_interval
 STEPS = [1, 2, 3, 4, 5, 6, 7, 8]
 SAMPLES = [1, 2, 4, 8]
 PAPER = {"improvement_percent": 29, "dyck_longer_percent": 7.19, "dyck_longer_verified_percent": 18.7}
+DATASETS = {"shakespeare": "Shakespeare (in distribution)", "bbc_news": "BBC news (out of distribution)"}
 
 
 def train_command(label, seed, log_dir, smoke):
@@ -122,7 +123,7 @@ def main(argv=None):
     results = []
     for (label, seed), (run_name, _) in runs.items():
         model, hp = load_trained_model(os.path.join(newest_run(log_dir, run_name), "checkpoints", "last.ckpt"))
-        for dataset in ("shakespeare", "bbc_news"):
+        for dataset in DATASETS:
             batches = evaluation_batches(hp, dataset, rows, hp["batch_size_per_device"])
             results.append({"model": label, "seed": seed, "dataset": dataset,
                             **evaluate(label, model, batches, eval_seed=seed)})
@@ -142,12 +143,12 @@ def improvements(steps, best_of):
             "longer_verified_percent": 100 * (1 - math.exp(best_of[str(max(SAMPLES))] - system1))}
 
 
-def summarize(results):
+def summarize(results, datasets=DATASETS, models=MODELS):
     """Seed-mean losses and perplexities per (model, dataset); the EBTs' improvements over System 1, which is
     taken as 3 steps and one sample (the recipe's evaluation: its randomised 2-3 training steps, at most)."""
     summary = {}
-    for dataset in ("shakespeare", "bbc_news"):
-        for label in MODELS:
+    for dataset in datasets:
+        for label in models:
             runs = [r for r in results if r["model"] == label and r["dataset"] == dataset]
             if not runs:
                 continue
@@ -164,11 +165,14 @@ def summarize(results):
     return summary
 
 
-def write(results, summary, commands, out_dir):
+def write(results, summary, commands, out_dir, name="thinking", datasets=DATASETS, models=MODELS, about=None):
+    """<out_dir>/<name>.{json,csv,png}: every result, the summary, the commands; perplexity against thinking steps
+    and against samples, one row of panels per dataset. `about`: more to keep in the JSON (e.g. the data's shape)."""
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "thinking.json"), "w") as f:
-        json.dump({"results": results, "summary": summary, "commands": commands, "paper": PAPER}, f, indent=1)
-    with open(os.path.join(out_dir, "thinking.csv"), "w", newline="") as f:
+    with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
+        json.dump({"results": results, "summary": summary, "commands": commands, "paper": PAPER, **(about or {})}, f,
+                  indent=1)
+    with open(os.path.join(out_dir, f"{name}.csv"), "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["model", "seed", "dataset", "thinking_steps", "samples", "loss", "perplexity"])
         for r in results:
@@ -185,10 +189,9 @@ def write(results, summary, commands, out_dir):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7))  # own y ranges: the first step dwarfs what follows
-    for row, (dataset, title) in enumerate((("shakespeare", "Shakespeare (in distribution)"),
-                                            ("bbc_news", "BBC news (out of distribution)"))):
-        for label, color in zip(MODELS, ("C0", "C2", "C1")):
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(10, 3.5 * len(datasets)), squeeze=False)  # own y ranges
+    for row, (dataset, title) in enumerate(datasets.items()):
+        for label, color in zip(models, ("C0", "C2", "C1")):
             stats = summary.get(f"{label} | {dataset}")
             if stats is None:
                 continue
@@ -205,11 +208,11 @@ def write(results, summary, commands, out_dir):
         for ax in axes[row]:
             ax.set_xscale("log", base=2)
             ax.grid(alpha=0.3)
-    axes[1][0].set_xlabel("thinking steps (one sample)")
-    axes[1][1].set_xlabel(f"best of N samples ({max(STEPS)} steps, lowest energy kept)")
+    axes[-1][0].set_xlabel("thinking steps (one sample)")
+    axes[-1][1].set_xlabel(f"best of N samples ({max(STEPS)} steps, lowest energy kept)")
     axes[0][1].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, "thinking.png"), dpi=120)
+    fig.savefig(os.path.join(out_dir, f"{name}.png"), dpi=120)
     plt.close(fig)
 
 

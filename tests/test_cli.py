@@ -45,6 +45,8 @@ def test_run_name_parsing_of_job_scripts():
     (IMG + ["--execution_mode", "inference"], "--execution_mode inference evaluates a checkpoint: add --only_test"),
     (IMG + ["--dataset_name", "image_folder"], "--dataset_name image_folder needs --dataset_dir"),
     (NLP + ["--execution_mode", "inference"], "--execution_mode inference evaluates a checkpoint"),
+    (NLP + ["--dataset_name", "bigbench_dyck_languages", "--mcmc_replay_buffer"],
+     "question/answer rows (--dataset_name bigbench_dyck_languages) carry a loss mask and are never replayed"),
     (NLP + ["--only_test"], "--only_test needs --only_test_model_ckpt"),
     (NLP + ["--only_test", "--only_test_model_ckpt", "/no/such.ckpt"],
      "--only_test_model_ckpt /no/such.ckpt: no such file"),

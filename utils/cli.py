@@ -135,7 +135,8 @@ def build_parser():
     g.add_argument("--pixel_pooling", type=int, default=1,
                    help="--backbone_type pixels: average-pool frames by this factor before flattening")
     g.add_argument("--sdxl_vae_standardization", action="store_true", help="scale VAE latents by 0.18215")
-    g.add_argument("--vae_normalization", action="store_true", help="frames in [-1, 1] (the VAE's range)")
+    g.add_argument("--vae_normalization", action=argparse.BooleanOptionalAction, default=False,
+                   help="frames in [-1, 1] (the VAE's range)")
     g.add_argument("--custom_image_normalization", action="store_true",
                    help="ImageNet normalisation, then the per-dataset one of the published code")
     g.add_argument("--time_between_frames", type=float, default=1.0,
@@ -520,6 +521,9 @@ def validate(args):
     if args.execution_mode == "finetune" and not is_downstream(args.dataset_name):
         return ("--execution_mode finetune trains on answers: use a question/answer set (gsm8k, squad, ai2arc, "
                 "bigbench_<task>, lambada, planbench)")
+    if args.mcmc_replay_buffer and args.modality == "NLP" and is_downstream(args.dataset_name) and not args.only_test:
+        return ("--mcmc_replay_buffer replays whole rows of a text corpus; question/answer rows (--dataset_name "
+                f"{args.dataset_name}) carry a loss mask and are never replayed: drop the flag")
     if args.finetuning_model_ckpt and (args.execution_mode != "finetune" or args.resume_training_ckpt):
         return "--finetuning_model_ckpt needs --execution_mode finetune and no --resume_training_ckpt"
     if args.is_slurm_run and not args.override_slurm_checks:
