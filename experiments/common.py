@@ -6,6 +6,19 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def add_training_arguments(parser, seeds=(33, 34), reuse_runs=False):
+    """--seeds, --jobs and (when asked) --reuse_runs: what every experiment that trains shares."""
+    from utils.usage import whole_number
+
+    parser.add_argument("--seeds", type=whole_number(0, 2**32 - 1), nargs="+", default=list(seeds))
+    parser.add_argument("--jobs", type=whole_number(1), default=None,
+                        help="trainings side by side (default: 2 on 2+ cores)")
+    if reuse_runs:
+        parser.add_argument("--reuse_runs", action="store_true",
+                            help="evaluate models already trained to the end under --out_dir instead of training them "
+                                 "again (e.g. to add a seed)")
+
+
 def default_jobs():
     return max(1, min(2, os.cpu_count() or 1))
 

@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from experiments.common import newest_run, run_commands  # noqa: E402
+from experiments.common import add_training_arguments, newest_run, run_commands  # noqa: E402
 from utils.usage import Parser, UsageError, check, output_path_problem, run_entry_point, whole_number  # noqa: E402
 
 MODELS = {"EBT": "ebt", "Transformer++": "baseline_transformer"}
@@ -75,9 +75,7 @@ def main(argv=None):
     parser.add_argument("--out_dir", default="results/learning_curves")
     parser.add_argument("--budgets", type=whole_number(1), nargs="+", default=[100, 200, 400, 800],
                         help="data budgets in optimizer steps (2048 tokens each)")
-    parser.add_argument("--seeds", type=whole_number(0, 2**32 - 1), nargs="+", default=[33, 34])
-    parser.add_argument("--jobs", type=whole_number(1), default=None,
-                        help="training runs side by side (default: 2 on 2+ cores)")
+    add_training_arguments(parser)
     parser.add_argument("--smoke", action="store_true", help="a tiny model, budgets of 2 and 4 steps (seconds)")
     args = parser.parse_args(argv)
     check(output_path_problem("--out_dir", args.out_dir))

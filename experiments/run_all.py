@@ -17,14 +17,14 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from experiments import cost_ratio, denoising, learning_curves, thinking, video  # noqa: E402
+from experiments import cost_ratio, denoising, dyck, learning_curves, thinking, thinking_sweep, video  # noqa: E402
 from utils.usage import Parser, check, output_path_problem, run_entry_point  # noqa: E402
 
-EXPERIMENTS = {"cost_ratio": cost_ratio, "learning_curves": learning_curves, "thinking": thinking,
-               "denoising": denoising, "video": video}
+EXPERIMENTS = {"cost_ratio": cost_ratio, "learning_curves": learning_curves, "thinking": thinking, "dyck": dyck,
+               "denoising": denoising, "video": video, "thinking_sweep": thinking_sweep}
 NOT_YET = [
     "Scaling in batch size, depth, parameters and FLOPs (the paper's other scaling axes): one model size here",
-    "Thinking on BIG-bench Dyck languages (the paper's ablation set); here the ablation is measured on perplexity",
+    "BIG-bench's own Dyck rows and the paper's pretrained models (the Dyck ablation here trains on generated rows)",
     "Video at the paper's scale (Something-Something v2 through the SD-VAE; no real video data offline)",
 ]
 
@@ -115,7 +115,7 @@ def learning_section(out_dir, figure, command):
 
 def thinking_section(out_dir, figure, command):
     data = load(out_dir, "thinking", "thinking.json")
-    summary, paper = data["summary"], data["paper"]
+    paper = data["paper"]
     seeds = sorted({r["seed"] for r in data["results"]})
     lines = ["## Thinking: System 2 at test time", "",
              f"Paper: thinking longer and self-verifying (best-of-N by energy) lowers an S2-trained EBT's perplexity "
@@ -127,12 +127,50 @@ def thinking_section(out_dir, figure, command):
              f"without random step size, and a Transformer++ on the same data and schedule; seeds "
              f"{', '.join(map(str, seeds))}. Token-weighted perplexity of validation rows; System 1 is 3 steps, one "
              "sample (the recipe's evaluation); System 2 adds steps (to 8) and best of 8 samples by lowest energy "
-             "(the trained Langevin noise throughout):", "",
-             "| data | model | System 1 | 8 steps | 8 steps, best of 8 | longer | longer + verified |",
+             "(the trained Langevin noise throughout):", ""]
+    datasets = {"shakespeare": "Shakespeare (in distribution)", "bbc_news": "BBC news (OOD)"}
+    lines += system2_table_and_verdict(data, datasets, thinking.MODELS, f"up to {paper['improvement_percent']}%")
+    return lines + ["", f"![thinking]({figure['thinking.png']})", "", f"Command: `{command}`.", ""]
+
+
+def dyck_section(out_dir, figure, command):
+    data = load(out_dir, "dyck", "dyck.json")
+    paper, shape, ood = data["paper"], data["data"]["shape"], data["data"]["ood_shape"]
+    seeds = sorted({r["seed"] for r in data["results"]})
+    lines = ["## Thinking on Dyck languages: the paper's System 2 ablation", "",
+             f"Paper (BIG-bench Dyck): thinking longer lowers an S2 EBT's perplexity by {paper['dyck_longer_percent']}"
+             f"%, longer + self-verification by {paper['dyck_longer_verified_percent']}%; trained without random "
+             "step sizes, the gain vanishes.", "",
+             f"Ours: rows from `python -m data.nlp.dyck` (BIG-bench dyck_languages schema: a prefix, and the "
+             f"brackets that close it; {shape['kinds']} bracket kinds; {data['data']['rows']['train']} training rows "
+             f"of words of {shape['min_length']}-{shape['max_length']} brackets, depth <= {shape['max_depth']}; out "
+             f"of distribution {ood['min_length']}-{ood['max_length']} brackets, depth {ood['min_depth']}-"
+             f"{ood['max_depth']}), `job_scripts/nlp/dyck/{{ebt_s2,baseline_transformer}}_tiny_cpu.sh` (4xs, bytes, "
+             f"loss on the closing brackets), the EBT also without random step size; seeds "
+             f"{', '.join(map(str, seeds))}. Token-weighted perplexity of the closing brackets of "
+             f"{data['data']['rows']['validation']} held-out rows each; System 1 is 3 steps, one sample; System 2 "
+             "8 steps and best of 8 by lowest energy:", ""]
+    lines += system2_table_and_verdict(data, DYCK_DATASETS, dyck.MODELS,
+                                       f"{paper['dyck_longer_verified_percent']}%")
+    steps = data["summary"]["EBT (S2) | in_distribution"]["steps"]
+    lines += ["", f"Thinking's second step does the work here: in distribution the S2 EBT's perplexity is "
+              f"{ppl(steps['1']):.3f} after one step and {ppl(steps['2']):.3f} after two."]
+    return lines + ["", f"![dyck]({figure['dyck.png']})", "", f"Command: `{command}`.", ""]
+
+
+DYCK_DATASETS = {"in_distribution": "held out (in distribution)", "ood": "longer, deeper (OOD)"}
+
+
+def system2_table_and_verdict(data, datasets, models, paper_gain):
+    """The System 1 / System 2 perplexity table of an S2 ablation and its verdict. `datasets`: {key: name}, in
+    distribution first, then out of distribution."""
+    summary = data["summary"]
+    seeds = sorted({r["seed"] for r in data["results"]})
+    lines = ["| data | model | System 1 | 8 steps | 8 steps, best of 8 | longer | longer + verified |",
              "|---|---|---|---|---|---|---|"]
     gains = {}
-    for dataset, name in (("shakespeare", "Shakespeare (in distribution)"), ("bbc_news", "BBC news (OOD)")):
-        for label in thinking.MODELS:
+    for dataset, name in datasets.items():
+        for label in models:
             stats = summary.get(f"{label} | {dataset}")
             if stats is None:
                 continue
@@ -146,15 +184,16 @@ def thinking_section(out_dir, figure, command):
     lines += ["", "(longer / longer + verified: perplexity lowered by, relative to System 1.)", ""]
     s2, ablation = "EBT (S2)", "EBT (S2, no random step size)"
     threshold = 1.0  # percent: smaller differences are within this experiment's evaluation noise
+    (inside, _), (outside, _) = datasets.items()
     parts = []
-    for dataset, where in (("shakespeare", "in distribution"), ("bbc_news", "out of distribution")):
+    for dataset, where in ((inside, "in distribution"), (outside, "out of distribution")):
         gain, without = gains[s2, dataset], gains[ablation, dataset]
         per_seed = summary[f"{s2} | {dataset}"]["longer_verified_percent_per_seed"]
         consistent = all(g > threshold for g in per_seed) or all(g < -threshold for g in per_seed)
         seeds_text = f"per seed {', '.join(f'{g:+.1f}%' for g in per_seed)}"
         if abs(gain) <= threshold or not consistent:
             parts.append(f"{where}, System 2 changes the S2 EBT's perplexity too little or too unevenly to tell "
-                         f"({gain:+.1f}%; {seeds_text})")
+                         f"({gain:+.1f}%; {seeds_text}; trained without random step sizes: {without:+.1f}%)")
             continue
         if gain < 0:
             parts.append(f"{where}, System 2 makes the S2 EBT worse ({gain:+.1f}%; {seeds_text}): its energy does not "
@@ -162,27 +201,50 @@ def thinking_section(out_dir, figure, command):
             continue
         ablated = ("the gain vanishes, as in the paper's ablation" if without < gain - threshold
                    else "the gain remains, unlike the paper's ablation")
-        parts.append(f"{where}, System 2 lowers the S2 EBT's perplexity by {gain:.1f}% ({seeds_text}; paper: up to "
-                     f"{paper['improvement_percent']}%); trained without random step sizes ({without:+.1f}%), "
-                     f"{ablated}")
-    ablated_system1 = summary[f"{ablation} | shakespeare"]["system1_loss"]
-    s2_best = summary[f"{s2} | shakespeare"]["best_of"][str(max(thinking.SAMPLES))]
+        parts.append(f"{where}, System 2 lowers the S2 EBT's perplexity by {gain:.1f}% ({seeds_text}; paper: "
+                     f"{paper_gain}); trained without random step sizes ({without:+.1f}%), {ablated}")
+    ablated_system1 = summary[f"{ablation} | {inside}"]["system1_loss"]
+    s2_best = summary[f"{s2} | {inside}"]["best_of"][str(max(thinking.SAMPLES))]
     if ablated_system1 < s2_best:
         parts.insert(1, f"yet the model trained without random step sizes is better already at System 1 "
                      f"({ppl(ablated_system1):.3f}) than the S2 EBT after thinking ({ppl(s2_best):.3f})")
-    ood_more = gains[s2, "bbc_news"] > gains[s2, "shakespeare"] + threshold
+    ood_more = gains[s2, outside] > gains[s2, inside] + threshold
     parts.append("the gain is " + ("larger out of distribution, as in the paper" if ood_more
                                    else "not larger out of distribution, unlike the paper"))
-    transformer = summary["Transformer++ | shakespeare"]["loss"]
-    in_distribution = summary[f"{s2} | shakespeare"]
+    transformer = summary[f"Transformer++ | {inside}"]["loss"]
+    in_distribution = summary[f"{s2} | {inside}"]
     best_ebt = min(*in_distribution["steps"].values(), *in_distribution["best_of"].values())
     lines += [f"Verdict ({len(seeds)} seed{'s' if len(seeds) > 1 else ''}): " + "; ".join(parts)
               + ". The Transformer++ (one pass, nothing to think with) is the flat reference line; in distribution "
               + (f"it stays ahead of the S2 EBT's best thinking ({ppl(transformer):.3f} vs {ppl(best_ebt):.3f})"
                  if transformer < best_ebt else
-                 f"the S2 EBT's best thinking overtakes it ({ppl(best_ebt):.3f} vs {ppl(transformer):.3f})") + ".", "",
-              f"![thinking]({figure['thinking.png']})", "", f"Command: `{command}`.", ""]
+                 f"the S2 EBT's best thinking overtakes it ({ppl(best_ebt):.3f} vs {ppl(transformer):.3f})") + "."]
     return lines
+
+
+def best_of_lines(best_of):
+    """System 2 on images: best of N noisy samples by energy against one sample thinking the same steps."""
+    lines = ["System 2 self-verification at test time (`--ebt_best_of`): each image thinks from N noisy starts with "
+             "Langevin noise and the sample of lowest energy is kept (N x steps forward passes); at the steps where "
+             "best of N does best, seed-mean:", "",
+             "| noise level | N | steps | forward passes | best of N | one sample, same steps | gain per seed | "
+             "gain over all steps |", "|---|---|---|---|---|---|---|---|"]
+    for r in best_of.values():
+        low, high = r["gain_range_all_steps"]
+        lines.append(f"| {r['noise_level']} | {r['samples']} | {r['steps']} | {r['forward_passes']} | "
+                     f"{r['psnr']:.2f} | {r['one_sample_psnr']:.2f} | "
+                     f"{', '.join(f'{g:+.2f}' for g in r['gain_per_seed'])} dB | {low:+.2f} to {high:+.2f} dB |")
+    gains = [g for r in best_of.values() for g in r["gain_per_seed"]]
+    if all(g > 0 for g in gains):
+        verdict = "picking the lowest-energy sample improves PSNR in every seed, noise level and N"
+    elif all(g <= 0 for g in gains):
+        verdict = ("picking the lowest-energy sample does not improve PSNR at this scale: the Langevin noise costs "
+                   "more than choosing among samples by energy wins back, at the same steps")
+    else:
+        verdict = "mixed: best of N helps in some seeds or noise levels and not in others"
+    return lines + ["", f"Verdict (System 2 on images): {verdict} (mean gain {sum(gains) / len(gains):+.2f} dB). "
+                    "The paper's self-verification results are on language; this checks whether the image energy "
+                    "ranks its own samples well.", ""]
 
 
 def denoising_section(out_dir, figure, command):
@@ -218,7 +280,10 @@ def denoising_section(out_dir, figure, command):
                               "some seed",
                (False, False): "disagrees: the EBT is not better than the DiT in every seed"}[tuple(agree)]
     lines += ["", f"Verdict: {verdict} (absolute PSNRs are lower than the paper's: 32x32 crops, minutes of "
-              "CPU training).", "", f"![psnr vs forward passes]({figure['psnr_vs_forward_passes.png']})", "",
+              "CPU training).", ""]
+    if data.get("best_of_summary"):
+        lines += best_of_lines(data["best_of_summary"])
+    lines += [f"![psnr vs forward passes]({figure['psnr_vs_forward_passes.png']})", "",
               f"Every setting of the first seed: [{figure['psnr_vs_forward_passes.md']}]"
               f"({figure['psnr_vs_forward_passes.md']}).", "",
               f"Command: `{command}`.", ""]
@@ -262,11 +327,72 @@ def video_section(out_dir, figure, command):
     return lines
 
 
+def thinking_sweep_section(out_dir, figure, command):
+    data = load(out_dir, "thinking_sweep", "thinking_sweep.json")
+    lines = ["## Is thinking doing anything here? One knob at a time", "",
+             "Two results left that open: the EBT of our first video recipe predicted next frames about as well as "
+             "repeating the last real frame (and its rollouts diverged), and the quickstart's second thinking step "
+             "gained almost nothing. Each setting below changes one option of a recipe (the flags appended to it) "
+             "and trains once (seed 33).", ""]
+    if "video" in data:
+        video = data["video"]
+        first = f" {video['base_flags']}" if video.get("base_flags") else ""
+        lines += [f"Video (`bash {video['recipe']}{first}`, our first recipe, then each setting's flags; "
+                  "trained for the steps in the command below): validation SmoothL1 of the next frame (teacher "
+                  "forced) against repeating the current frame on the same clips:", "", "| setting | flags | validation SmoothL1 | repeat the frame | ratio |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['setting']} | `{r['flags'] or '-'}` | {r['valid_loss']:.4g} | {r['copy_loss']:.4g} | "
+                  f"{r['versus_copy']:.3f} |" for r in video["rows"]]
+        best = min(video["rows"], key=lambda r: r["versus_copy"])
+        recipe = video["rows"][0]
+        lines += ["", "Verdict (video): " + (
+            f"{best['setting']} reaches {best['versus_copy']:.2f} of the copying loss (the first recipe: "
+            f"{recipe['versus_copy']:.2f}), a clear win over repeating the frame"
+            if best["versus_copy"] < thinking_sweep.CLEAR_WIN else
+            f"no single knob beats repeating the frame clearly (best: {best['setting']}, "
+            f"{best['versus_copy']:.2f} of the copying loss; the first recipe: {recipe['versus_copy']:.2f})")
+            + ".", "",
+                  f"![video sweep]({figure['video.png']})", "", f"Command: `{video['command']}`.", ""]
+    if "quickstart" in data:
+        quick = data["quickstart"]
+        steps = sorted({int(k) for r in quick["rows"] for k in r["step_losses"]})
+        lines += [f"Quickstart (`{quick['recipe']}`, 1000 steps): validation loss (nats per byte) after each "
+                  "thinking step:", "",
+                  "| setting | flags | " + " | ".join(f"step {k}" for k in steps) + " | second-step gain |",
+                  "|---|---|" + "---|" * len(steps) + "---|"]
+        for r in quick["rows"]:
+            cells = [f"{r['step_losses'][str(k)]:.4f}" if str(k) in r["step_losses"] else "-" for k in steps]
+            lines.append(f"| {r['setting']} | `{r['flags'] or '-'}` | " + " | ".join(cells)
+                         + f" | {r['second_step_gain']:+.4f} |")
+        best = max(quick["rows"], key=lambda r: r["second_step_gain"])
+        lines += ["", "Verdict (quickstart): " + (
+            f"{best['setting']} makes the second step matter ({best['second_step_gain']:+.4f} nats; the recipe: "
+            f"{quick['rows'][0]['second_step_gain']:+.4f})" if best["second_step_gain"] >= thinking_sweep.MATTERS
+            else f"no setting makes the second step gain {thinking_sweep.MATTERS} nats (best: {best['setting']}, "
+                 f"{best['second_step_gain']:+.4f}): on this corpus at this scale one step does the work; on Dyck "
+                 "(above) the second step matters") + ".", "",
+                  f"![quickstart sweep]({figure['quickstart.png']})", "", f"Command: `{quick['command']}`.", ""]
+    return lines
+
+
+TITLES = {"cost_ratio": "## Cost of a training step", "learning_curves": "## Learning:",
+          "thinking": "## Thinking: System 2", "dyck": "## Thinking on Dyck", "denoising": "## Image denoising",
+          "video": "## Video:", "thinking_sweep": "## Is thinking doing anything"}  # how each section's heading starts (an earlier summary's sections are found by them)
 SECTIONS = [("cost_ratio", cost_ratio_section, ["cost_ratio.png"]),
             ("learning_curves", learning_section, ["data_scaling.png", "learning_curves.png"]),
             ("thinking", thinking_section, ["thinking.png"]),
+            ("dyck", dyck_section, ["dyck.png"]),
             ("denoising", denoising_section, ["psnr_vs_forward_passes.png", "psnr_vs_forward_passes.md"]),
-            ("video", video_section, ["video.png"])]
+            ("video", video_section, ["video.png"]),
+            ("thinking_sweep", thinking_sweep_section, ["video.png", "quickstart.png"])]
+
+
+RESULT_FILES = {"learning_curves": "data_scaling.json"}  # whose presence says an experiment ran (else <name>.json)
+
+
+def figure_name(name, file):
+    """Where a figure is linked from the summary; the sweeps' plots share names with the experiments'."""
+    return f"figures/{'thinking_sweep_' if name == 'thinking_sweep' else ''}{file}"
 
 
 def figure_source(out_dir, name, file):
@@ -277,24 +403,50 @@ def figure_source(out_dir, name, file):
     return os.path.join(out_dir, name, file)
 
 
+def previous_sections(results_md):
+    """{experiment: its section's lines} of an earlier summary, found by the section titles (TITLES)."""
+    if not os.path.isfile(results_md):
+        return {}
+    with open(results_md) as f:
+        text = f.read()
+    sections = {}
+    for chunk in text.split("\n## ")[1:]:
+        chunk = "## " + chunk
+        name = next((n for n, title in TITLES.items() if chunk.startswith(title)), None)
+        if name:
+            sections[name] = chunk.rstrip("\n").split("\n") + [""]
+    return sections
+
+
 def summarize(out_dir, results_md, smoke):
+    """Write the summary from the results under out_dir. An experiment without results there keeps its section of
+    the summary already at results_md (its figures are still beside it), named as kept; else it is listed as not run
+    yet."""
     figures = os.path.join(os.path.dirname(os.path.abspath(results_md)), "figures")
     os.makedirs(figures, exist_ok=True)
     flag = " --smoke" if smoke else ""
-    lines = ["# Reproducing the paper's claims at small scale", "",
-             "Generated by `python experiments/run_all.py`" + (" --smoke (tiny settings: not results)" if smoke
-                                                               else "")
-             + f"; raw numbers in `{out_dir}/`. Every experiment runs on 2 CPU cores from the bundled data.", ""]
-    missing = []
+    previous = {} if smoke else previous_sections(results_md)
+    body, missing, kept = [], [], []
     for name, section, files in SECTIONS:
-        if load(out_dir, name, f"{name if name != 'learning_curves' else 'data_scaling'}.json") is None:
-            missing.append(name)
+        if load(out_dir, name, RESULT_FILES.get(name, f"{name}.json")) is None:
+            if name in previous:
+                kept.append(name)
+                body += previous[name]
+            else:
+                missing.append(name)
             continue
         figure = {}
         for file in files:
-            shutil.copy(figure_source(out_dir, name, file), os.path.join(figures, file))
-            figure[file] = f"figures/{file}"
-        lines += section(out_dir, figure, f"python experiments/{name}.py{flag}")
+            if os.path.isfile(figure_source(out_dir, name, file)):  # a sweep run alone has one of its plots
+                figure[file] = figure_name(name, file)
+                shutil.copy(figure_source(out_dir, name, file), os.path.join(figures, os.path.basename(figure[file])))
+        body += section(out_dir, figure, f"python experiments/{name}.py{flag}")
+    lines = ["# Reproducing the paper's claims at small scale", "",
+             "Generated by `python experiments/run_all.py`" + (" --smoke (tiny settings: not results)" if smoke
+                                                               else "")
+             + f"; raw numbers in `{out_dir}/`. Every experiment runs on 2 CPU cores from the bundled data."
+             + (f" Kept from the previous summary (not rerun this time): {', '.join(kept)}." if kept else ""), "",
+             *body]
     if missing:
         lines += ["## Not run", "", "No results yet for: " + ", ".join(missing)
                   + f" (run `python experiments/run_all.py --only {' '.join(missing)}`).", ""]

@@ -25,7 +25,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # torch and the models are imported where they are used, after the arguments are checked
-from experiments.common import finished_run, newest_run, run_commands  # noqa: E402
+from experiments.common import add_training_arguments, finished_run, newest_run, run_commands  # noqa: E402
 from utils.usage import Parser, check, output_path_problem, run_entry_point, whole_number  # noqa: E402
 
 S2_RECIPE = "job_scripts/nlp/pretrain/ebt_s2_tiny_cpu.sh"
@@ -99,13 +99,8 @@ def evaluate(label, model, batches, eval_seed):
 def main(argv=None):
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out_dir", default="results/thinking")
-    parser.add_argument("--seeds", type=whole_number(0, 2**32 - 1), nargs="+", default=[33, 34])
     parser.add_argument("--eval_rows", type=whole_number(1), default=256, help="rows of 64 tokens per evaluation set")
-    parser.add_argument("--reuse_runs", action="store_true",
-                        help="evaluate models already trained to the end under --out_dir instead of training them "
-                             "again (e.g. to add a seed)")
-    parser.add_argument("--jobs", type=whole_number(1), default=None,
-                        help="trainings side by side (default: 2 on 2+ cores)")
+    add_training_arguments(parser, reuse_runs=True)
     parser.add_argument("--smoke", action="store_true", help="3 training steps of tiny models, one seed (seconds)")
     args = parser.parse_args(argv)
     check(output_path_problem("--out_dir", args.out_dir))

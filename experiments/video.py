@@ -21,8 +21,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # torch and the models are imported where they are used, after the arguments are checked
-from experiments.common import newest_run, run_commands  # noqa: E402
-from utils.usage import Parser, check, output_path_problem, run_entry_point, whole_number  # noqa: E402
+from experiments.common import add_training_arguments, newest_run, run_commands  # noqa: E402
+from utils.usage import Parser, check, output_path_problem, run_entry_point  # noqa: E402
 
 RECIPES = {"EBT": "job_scripts/vid/pretrain/ebt_tiny_cpu.sh",
            "Transformer++": "job_scripts/vid/pretrain/baseline_transformer_tiny_cpu.sh"}
@@ -71,9 +71,7 @@ def copy_last_frame_mse(checkpoint_path, test_batches):
 def main(argv=None):
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out_dir", default="results/video")
-    parser.add_argument("--seeds", type=whole_number(0, 2**32 - 1), nargs="+", default=[33])
-    parser.add_argument("--jobs", type=whole_number(1), default=None,
-                        help="runs side by side (default: 2 on 2+ cores)")
+    add_training_arguments(parser, seeds=[33])
     parser.add_argument("--smoke", action="store_true", help="3 training steps of tiny models (seconds)")
     args = parser.parse_args(argv)
     check(output_path_problem("--out_dir", args.out_dir))

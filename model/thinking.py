@@ -280,9 +280,6 @@ class EnergyMinimizer(Model):
         langevin = None
         if cfg.langevin_dynamics_noise and (learning or not cfg.no_langevin_during_eval):
             langevin = self.langevin_dynamics_noise_std.clamp(min=MIN_LANGEVIN_STD)
-        grad_clamp = None
-        if cfg.clamp_futures_grad:  # published: relative to the unrandomised alpha
-            grad_clamp = self.grad_clamp_max_change / self.alpha.clamp(min=MIN_STEP_SIZE)
         return dict(
             step_size=self.step_size(step_size_shape, randomize=learning),
             landscapes=landscape_schedule(cfg.mcmc_num_steps, cfg.randomize_mcmc_num_steps,
@@ -292,9 +289,16 @@ class EnergyMinimizer(Model):
             detach_between_steps=not cfg.no_mcmc_detach,
             truncate=cfg.truncate_mcmc,
             langevin_std=langevin,
-            grad_clamp=grad_clamp,
-            state_clamp=cfg.absolute_clamp or None,
+            **self.clamps(),
         )
+
+    def clamps(self):
+        """The trained gradient and state clamps, for System 1 and System 2 thinking alike (a model trained to
+        keep its predictions in range keeps them there when it thinks longer)."""
+        grad_clamp = None
+        if self.cfg.clamp_futures_grad:  # published: relative to the unrandomised alpha
+            grad_clamp = self.grad_clamp_max_change / self.alpha.clamp(min=MIN_STEP_SIZE)
+        return dict(grad_clamp=grad_clamp, state_clamp=self.cfg.absolute_clamp or None)
 
     def minimize(self, energy_fn, initial_state, step_size_shape, learning=False, final_energy=False, normalize=None):
         """System 1 thinking (System 2 training options included) from `initial_state`."""
@@ -342,7 +346,8 @@ class EnergyMinimizer(Model):
         initial = initial_state_for(B * G)
         result = think(energy_for(G), initial, alphas, landscapes, create_graph=False, normalize=normalize,
                        langevin_std=[s.to(initial.device) if s is not None else None for s in noise],
-                       accept_lower_energies=icfg.infer_accept_lower_energies, evaluate_final_energy=True)
+                       accept_lower_energies=icfg.infer_accept_lower_energies, evaluate_final_energy=True,
+                       **self.clamps())
         rest = result.final_energy.shape[1:]  # (n,) per text position, () per image
         final, first = result.final_energy.view(B, G, *rest), result.energies[0].view(B, G, *rest)
         technique = icfg.infer_energy_sampling_technique

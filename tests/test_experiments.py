@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from experiments import learning_curves, run_all, thinking
+from experiments import denoising, learning_curves, run_all, thinking
 
 
 @pytest.mark.slow
@@ -16,9 +16,12 @@ def test_run_all_in_smoke_mode_writes_numbers_plots_and_the_summary(tmp_path):
                 "learning_curves": ["learning_curves.json", "learning_curves.png", "data_scaling.csv",
                                     "data_scaling.json", "data_scaling.png"],
                 "thinking": ["thinking.csv", "thinking.json", "thinking.png"],
+                "dyck": ["dyck.csv", "dyck.json", "dyck.png"],
                 "denoising": ["denoising.json", "seed33/psnr_vs_forward_passes.csv",
                               "seed33/psnr_vs_forward_passes.png"],
-                "video": ["video.json", "video.png"]}
+                "video": ["video.json", "video.png"],
+                "thinking_sweep": ["thinking_sweep.json", "video.json", "video.png", "quickstart.json",
+                                   "quickstart.png"]}
     for name, files in expected.items():
         for file in files:
             assert (results / name / file).is_file(), f"{name}/{file}"
@@ -30,15 +33,22 @@ def test_run_all_in_smoke_mode_writes_numbers_plots_and_the_summary(tmp_path):
     think = json.loads((results / "thinking" / "thinking.json").read_text())
     ebt = next(r for r in think["results"] if r["model"] == "EBT (S2)" and r["dataset"] == "bbc_news")
     assert sorted(map(int, ebt["steps"])) == thinking.STEPS and sorted(map(int, ebt["best_of"])) == thinking.SAMPLES
+    best_of = json.loads((results / "denoising" / "denoising.json").read_text())["best_of"]
+    assert {(r["noise_level"], r["samples"]) for r in best_of} == {
+        (level, n) for level in denoising.NOISE_LEVELS for n in denoising.BEST_OF[:1]}
+    sweep = json.loads((results / "thinking_sweep" / "thinking_sweep.json").read_text())
+    assert all(r["copy_loss"] > 0 for r in sweep["video"]["rows"])  # each setting is set beside copying
+    assert all(set(r["step_losses"]) == {"1", "2"} for r in sweep["quickstart"]["rows"])
     video = json.loads((results / "video" / "video.json").read_text())
     assert len(video["summary"]["repeat the last real frame"]["rollout_mse"]) == len(video["frames"]) == 11
 
     text = summary.read_text()
-    for title in ("## Cost of a training step", "## Learning", "## Thinking", "## Image denoising", "## Video",
-                  "## Not reproduced here"):
+    for title in ("## Cost of a training step", "## Learning", "## Thinking", "## Thinking on Dyck",
+                  "## Image denoising", "## Video", "## Is thinking doing anything", "## Not reproduced here"):
         assert title in text
-    assert text.count("Verdict") == 5 and "Not run" not in text
-    for figure in ("cost_ratio", "data_scaling", "learning_curves", "thinking", "psnr_vs_forward_passes", "video"):
+    assert text.count("Verdict") == 9 and "Not run" not in text  # two each: denoising (DiT, best of N), sweeps
+    for figure in ("cost_ratio", "data_scaling", "learning_curves", "thinking", "dyck", "psnr_vs_forward_passes",
+                   "video", "thinking_sweep_video", "thinking_sweep_quickstart"):
         assert (tmp_path / "docs" / "figures" / f"{figure}.png").is_file()  # the summary's plots sit beside it
         assert f"](figures/{figure}.png)" in text
 
@@ -47,8 +57,22 @@ def test_summary_lists_experiments_without_results(tmp_path):
     summary = tmp_path / "results.md"
     run_all.main(["--summarize_only", "--out_dir", str(tmp_path / "empty"), "--results_md", str(summary)])
     text = summary.read_text()
-    assert "No results yet for: cost_ratio, learning_curves, thinking, denoising, video" in text
-    assert "python experiments/run_all.py --only cost_ratio learning_curves thinking denoising video" in text
+    assert ("No results yet for: cost_ratio, learning_curves, thinking, dyck, denoising, video, "
+            "thinking_sweep" in text)
+    assert ("python experiments/run_all.py --only cost_ratio learning_curves thinking dyck denoising video "
+            "thinking_sweep" in text)
+
+
+def test_summary_keeps_the_earlier_section_of_an_experiment_not_rerun(tmp_path):
+    summary = tmp_path / "results.md"
+    summary.write_text("# Old\n\n## Video: next-frame prediction\n\nVerdict: measured last month.\n\n"
+                       "## Not reproduced here\n\n- something\n")
+    run_all.main(["--summarize_only", "--out_dir", str(tmp_path / "empty"), "--results_md", str(summary)])
+    text = summary.read_text()
+    assert "## Video: next-frame prediction\n\nVerdict: measured last month.\n" in text
+    assert "Kept from the previous summary (not rerun this time): video." in text
+    assert "No results yet for: cost_ratio, learning_curves, thinking, dyck, denoising, thinking_sweep (" in text
+    assert text.count("## Not reproduced here") == 1
 
 
 def test_power_law_fit_recovers_the_exponent():
@@ -86,6 +110,18 @@ def test_thinking_improvements_are_relative_perplexity_drops_from_system_1():
     assert ebt["longer_percent"] == pytest.approx(100 * (1 - math.exp(1.92 - 1.97)))
     assert ebt["longer_verified_percent"] == pytest.approx(100 * (1 - math.exp(1.82 - 1.97)))
     assert out["Transformer++ | shakespeare"] == {"loss": 1.5}
+
+
+def test_best_of_n_is_compared_with_one_sample_at_the_steps_where_it_does_best():
+    rows = [{"seed": seed, "noise_level": level, "samples": 2, "steps": steps, "forward_passes": 2 * steps,
+             "psnr": 20.0 + steps + seed, "one_sample_psnr": 20.5 + steps + seed}
+            for seed in (1, 2) for level in denoising.NOISE_LEVELS for steps in (1, 2, 3)]
+    rows[0]["psnr"] += 2.0  # seed 1, the first noise level, 1 step: best of 2 gains 1.5 dB there
+    out = denoising.summarize_best_of(rows)
+    first = out[f"{denoising.NOISE_LEVELS[0]}/2"]
+    assert first["steps"] == 3 and first["forward_passes"] == 6
+    assert first["psnr"] == pytest.approx(24.5) and first["gain_per_seed"] == pytest.approx([-0.5, -0.5])
+    assert first["gain_range_all_steps"] == pytest.approx([-0.5, 1.5])
 
 
 def test_only_runs_that_ran_to_their_end_are_reused(tmp_path):

@@ -113,7 +113,7 @@ def test_published_value_forms_are_accepted():
     assert parse_args(image + ["--image_dims", "128"]).image_dims == [128, 128]
 
 
-ENV = {"SSV2_DIR": ROOT, "K400_DIR": ROOT}
+ENV = {"SSV2_DIR": ROOT, "K400_DIR": ROOT, "DYCK_DIR": ROOT}  # folders that exist; nothing is read
 # Each inference script, and the pretraining script whose checkpoint it evaluates.
 CHECKPOINT_OF = {
     "job_scripts/nlp/inference/ebt.sh": "job_scripts/nlp/pretrain/ebt_s1.sh",

@@ -92,6 +92,18 @@ def test_ebt_initial_guesses_and_best_of_n():
         EBT_VID(dict(TINY, denoising_initial_condition="bogus"))
 
 
+def test_system2_thinking_keeps_the_trained_prediction_clamp():
+    x = features()[:, :8].float() * 0.5
+    torch.manual_seed(0)
+    model = EBT_VID(dict(TINY, mcmc_step_size=1e4, absolute_clamp=1.0))  # steps far outside [-1, 1] unclamped
+    for icfg in (InferenceConfig(infer_ebt_num_steps=3), InferenceConfig(infer_ebt_num_steps=3,
+                                                                         infer_generated_samples=2)):
+        result = model.advanced_inference(x, icfg)
+        assert all(state.abs().max() <= 1.0 for state in result.states[1:])
+    model.cfg.absolute_clamp = 0.0
+    assert model.advanced_inference(x, InferenceConfig(infer_ebt_num_steps=3)).states[-1].abs().max() > 1.0
+
+
 def test_video_models_need_latents_or_an_encoder():
     with pytest.raises(ValueError, match="pre-encoded latents"):
         EBT_VID(TINY).forward_loss_wrapper({"video": torch.zeros(1, 9, 3, 8, 8)})

@@ -135,8 +135,7 @@ def build_parser():
     g.add_argument("--pixel_pooling", type=int, default=1,
                    help="--backbone_type pixels: average-pool frames by this factor before flattening")
     g.add_argument("--sdxl_vae_standardization", action="store_true", help="scale VAE latents by 0.18215")
-    g.add_argument("--vae_normalization", action=argparse.BooleanOptionalAction, default=False,
-                   help="frames in [-1, 1] (the VAE's range)")
+    g.add_argument("--vae_normalization", action="store_true", help="frames in [-1, 1] (the VAE's range)")
     g.add_argument("--custom_image_normalization", action="store_true",
                    help="ImageNet normalisation, then the per-dataset one of the published code")
     g.add_argument("--time_between_frames", type=float, default=1.0,

@@ -2,7 +2,8 @@
 # The video EBT of ebt_s1_vae.sh at CPU scale: Moving MNIST from the bundled digits (16 frames of 64x64), frames
 # average-pooled by 2 and flattened (3072 numbers per frame, no encoder network), 4xs time_embed EBT with 2
 # thinking steps from a copy of the latest frame (the published runs start from noise, which this budget is too
-# small for) with a learnable alpha 3000; ~5 min on 2 cores.
+# small for), learnable alpha 3 and predictions clamped to the pixel range [-1, 1]; ~5 min on 2 cores. Alpha 3000
+# (our first recipe) left it copying the latest frame and diverging in rollouts: experiments/thinking_sweep.py.
 # Run: bash job_scripts/vid/pretrain/ebt_tiny_cpu.sh [extra flags]
 
 RUN_NAME="ebt-4xs-vid_tiny_cpu"
@@ -24,10 +25,11 @@ python train_model.py \
 \
 --ebt_type "time_embed" \
 --denoising_initial_condition "most_recent_embedding" \
---mcmc_step_size 3000 \
+--mcmc_step_size 3 \
 --mcmc_step_size_learnable \
 --mcmc_step_size_lr_multiplier 3 \
 --mcmc_num_steps 2 \
+--absolute_clamp 1 \
 \
 --peak_learning_rate 0.001 \
 --batch_size_per_device 16 \
