@@ -23,10 +23,13 @@ def default_jobs():
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def run_commands(commands, log_dir, jobs=None):
+def run_commands(commands, log_dir, jobs=None, reuse_finished_in=None):
     """Run {name: argv} from the repository root, `jobs` at a time, each with cores // jobs threads (small models
-    use 2 single-threaded processes better than one with 2 threads), output to <log_dir>/<name>.log.
+    use 2 single-threaded processes better than one with 2 threads), output to <log_dir>/<name>.log. With
+    `reuse_finished_in` (a runs folder), runs that already finished there (finished_run) are skipped.
     Raises SystemExit naming the failed run with the end of its log."""
+    if reuse_finished_in:
+        commands = {name: argv for name, argv in commands.items() if not finished_run(reuse_finished_in, name)}
     jobs = jobs or default_jobs()
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}

@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # torch and the models are imported where they are used, after the arguments are checked
 from experiments import thinking  # noqa: E402
-from experiments.common import add_training_arguments, finished_run, newest_run, run_commands  # noqa: E402
+from experiments.common import add_training_arguments, newest_run, run_commands  # noqa: E402
 from utils.usage import Parser, check, output_path_problem, run_entry_point  # noqa: E402
 
 RECIPES = "job_scripts/nlp/dyck"
@@ -78,9 +78,8 @@ def main(argv=None):
     log_dir = os.path.join(args.out_dir, "runs")
     runs = {(label, seed): train_command(label, seed, log_dir, data_dir, args.smoke)
             for seed in args.seeds for label in MODELS}
-    to_train = {name: command for name, command in runs.values()
-                if not (args.reuse_runs and finished_run(log_dir, name))}
-    run_commands(to_train, os.path.join(args.out_dir, "logs"), args.jobs)
+    run_commands(dict(runs.values()), os.path.join(args.out_dir, "logs"), args.jobs,
+                 reuse_finished_in=args.reuse_runs and log_dir)
     commands = {label: " ".join(runs[label, args.seeds[0]][1][2:]) for label in MODELS}  # without env DYCK_DIR=
     folders = {"in_distribution": data_dir, "ood": os.path.join(data_dir, "ood")}
     results = []

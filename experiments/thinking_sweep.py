@@ -25,7 +25,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # torch and the models are imported where they are used, after the arguments are checked
-from experiments.common import add_training_arguments, finished_run, newest_run, run_commands  # noqa: E402
+from experiments.common import add_training_arguments, newest_run, run_commands  # noqa: E402
 from utils.usage import Parser, check, output_path_problem, run_entry_point, whole_number  # noqa: E402
 
 VIDEO = {
@@ -123,9 +123,9 @@ def main(argv=None):
         names = {label: f"{sweep}_{slug(label)}" for label in settings}
         commands = {names[label]: ["bash", recipe, *base, *flags, *length, "--run_name", names[label], "--log_dir", log_dir,
                                    "--seed", str(args.seeds[0])]
-                    for label, flags in settings.items()
-                    if not (args.reuse_runs and finished_run(log_dir, names[label]))}
-        run_commands(commands, os.path.join(args.out_dir, "logs"), args.jobs)
+                    for label, flags in settings.items()}
+        run_commands(commands, os.path.join(args.out_dir, "logs"), args.jobs,
+                     reuse_finished_in=args.reuse_runs and log_dir)
         rows = []
         for label, flags in settings.items():
             run_dir = newest_run(log_dir, names[label])

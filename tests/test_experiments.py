@@ -137,3 +137,8 @@ def test_only_runs_that_ran_to_their_end_are_reused(tmp_path):
     (done / "checkpoints" / "last.ckpt").write_bytes(b"")
     (done / "training_curves.png").write_bytes(b"")
     assert finished_run(str(tmp_path), "run") == str(done)  # the newest folder, finished
+    from experiments.common import run_commands
+
+    run_commands({"run": ["false"]}, str(tmp_path / "logs"), reuse_finished_in=str(tmp_path))  # skipped: finished
+    with pytest.raises(SystemExit, match="training failed: run"):
+        run_commands({"run": ["false"]}, str(tmp_path / "logs"))
