@@ -104,13 +104,17 @@ def main(argv=None):
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out_dir", default="results/thinking_sweep")
     parser.add_argument("--sweeps", nargs="+", choices=list(SWEEPS), default=list(SWEEPS))
-    parser.add_argument("--video_steps", type=whole_number(1), default=600,
-                        help="training steps of each video setting (the recipe trains 2000)")
+    parser.add_argument("--video_steps", type=whole_number(1), default=None,
+                        help="training steps of each video setting (default 600; the recipe trains 2000)")
     add_training_arguments(parser, seeds=[33], reuse_runs=True)
     parser.add_argument("--smoke", action="store_true", help="2 training steps of tiny models, 2 settings each")
     args = parser.parse_args(argv)
     check(output_path_problem("--out_dir", args.out_dir),
-          None if len(args.seeds) == 1 else "a sweep trains each setting once: give one seed (--seeds N)")
+          None if len(args.seeds) == 1 else "a sweep trains each setting once: give one seed (--seeds N)",
+          None if args.video_steps is None or "video" in args.sweeps else
+          "--video_steps sets the video sweep's length; add video to --sweeps or leave it out",
+          None if not (args.smoke and args.video_steps) else "--smoke trains 2 steps: leave --video_steps out")
+    video_steps = args.video_steps or 600
     log_dir = os.path.join(args.out_dir, "runs")
     out = {}
     for sweep in args.sweeps:
@@ -118,7 +122,7 @@ def main(argv=None):
         if args.smoke:
             settings = dict(list(settings.items())[:2])
         length = (SMOKE[sweep] if args.smoke else
-                  ["--max_steps", str(args.video_steps), "--val_check_interval", str(args.video_steps)]
+                  ["--max_steps", str(video_steps), "--val_check_interval", str(video_steps)]
                   if sweep == "video" else [])
         names = {label: f"{sweep}_{slug(label)}" for label in settings}
         commands = {names[label]: ["bash", recipe, *base, *flags, *length, "--run_name", names[label], "--log_dir", log_dir,
@@ -140,7 +144,7 @@ def main(argv=None):
             rows.append(row)
             print(f"{sweep}: {label}: {row}", flush=True)
         command = (f"python experiments/thinking_sweep.py --sweeps {sweep}" + (" --smoke" if args.smoke else "")
-                   + (f" --video_steps {args.video_steps}" if sweep == "video" and args.video_steps != 600
+                   + (f" --video_steps {video_steps}" if sweep == "video" and video_steps != 600
                       and not args.smoke else ""))
         out[sweep] = write(sweep, rows, recipe, base, command, args.out_dir)
     index = os.path.join(args.out_dir, "thinking_sweep.json")

@@ -142,3 +142,15 @@ def test_only_runs_that_ran_to_their_end_are_reused(tmp_path):
     run_commands({"run": ["false"]}, str(tmp_path / "logs"), reuse_finished_in=str(tmp_path))  # skipped: finished
     with pytest.raises(SystemExit, match="training failed: run"):
         run_commands({"run": ["false"]}, str(tmp_path / "logs"))
+
+
+def test_sweep_refuses_options_it_would_not_use(tmp_path):
+    from experiments import thinking_sweep
+    from utils.usage import UsageError
+
+    out = ["--out_dir", str(tmp_path / "sweep")]
+    with pytest.raises(UsageError, match="add video to --sweeps"):
+        thinking_sweep.main(["--sweeps", "quickstart", "--video_steps", "100", *out])
+    with pytest.raises(UsageError, match="give one seed"):
+        thinking_sweep.main(["--seeds", "1", "2", *out])
+    assert not (tmp_path / "sweep").exists()  # refused before any work
