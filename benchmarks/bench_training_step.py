@@ -1,7 +1,9 @@
 """Training-step time, working memory and MFU: the fused vocabulary step against the current path.
 
-One step = forward + loss + backward + AdamW step, fp32 (or --precision bf16-mixed), at the published example hyperparameters
-(time_embed, 2 thinking steps, alpha 500 learnable in its own group at 1500x the lr, AdamW lr 1e-3).
+One step = forward + loss + backward + AdamW step, fp32 (or --precision bf16-mixed), at the published example
+hyperparameters (example_code/minimal_nlp_training_loop.py and every published NLP script: time_embed, 2
+thinking steps, normalize_initial_condition, random_noise initial logits, alpha 500 learnable in its own
+group at 1500x the lr, AdamW lr 1e-3).
 Paths, run interleaved in one process (medians of --repeats):
 
     ebt-current   plain autograd over (B, n, V) tensors (--fused_vocab_loss off), torch's default AdamW
@@ -54,7 +56,8 @@ def build(path, size, vocab, context, device):
     fused = path.endswith("fused")
     hp = dict(vocab_size=vocab, context_length=context, embedding_dim=dim, num_transformer_blocks=layers,
               multiheaded_attention_heads=heads, pad_token_id=vocab - 1, ebt_type="time_embed", mcmc_num_steps=2,
-              mcmc_step_size=500.0, mcmc_step_size_learnable=True, fused_vocab_loss="auto" if fused else "off")
+              normalize_initial_condition=True, denoising_initial_condition="random_noise", mcmc_step_size=500.0,
+              mcmc_step_size_learnable=True, fused_vocab_loss="auto" if fused else "off")
     model = (EBT_NLP(hp) if path.startswith("ebt") else Baseline_Transformer_NLP(hp)).to(device)
     groups = build_param_groups(model, 1e-3, 0.01, 1500.0)
     implementation = adamw_implementation(model.parameters(), PRECISION) if fused else {}

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from model.config import EBT_TYPES, EBTConfig, TransformerConfig
 from model.nlp.baseline_transformer import Baseline_Transformer_NLP
 from model.nlp.ebt import EBT_NLP
-from model.nlp.vocab_step import (DEFAULT_CHUNK_MB, chunk_rows, embed_probabilities, linear_cross_entropy, think_step_loss,
-                                  token_weights)
+from model.nlp.vocab_step import (DEFAULT_CHUNK_MB, PreviousStep, WeightGradHandoff, chunk_rows, embed_probabilities,
+                                  linear_cross_entropy, think_step_loss, token_weights)
 
 V, PAD = 29, 28
 TINY = dict(vocab_size=V, context_length=6, embedding_dim=16, num_transformer_blocks=1,
@@ -52,6 +52,70 @@ def test_step_operations_equal_autograd(vocab_first, per_row_step, smoothing, z_
     close(loss, reference)
     close(state, s.detach())
     for a, b in zip(torch.autograd.grad(loss, inputs), expected):
+        close(a, b)
+
+
+@pytest.mark.parametrize("vocab_first", [True, False])
+@pytest.mark.parametrize("objective", ["scaled loss", "energy only", "both"])
+def test_weight_gradient_handed_to_the_embedding_backward_equals_autograd(vocab_first, objective):
+    """With a WeightGradHandoff the loss's part of W's gradient leaves through the embedding's backward:
+    scaled by the loss's coefficient, and left out when the loss is not part of the objective."""
+    torch.manual_seed(1)
+    N, D, rows = 7, 5, 3
+    dt = torch.float64
+    W = torch.randn((V, D) if vocab_first else (D, V), dtype=dt, requires_grad=True)
+    z = torch.randn(N, V, dtype=dt)
+    A = torch.randn(D, D, dtype=dt, requires_grad=True)
+    targets = torch.randint(0, V, (N,))
+    M = W if vocab_first else W.t()
+
+    def total(loss, energy):
+        return {"scaled loss": 0.37 * loss, "energy only": energy, "both": 0.37 * loss + energy}[objective]
+
+    p = torch.softmax(z, -1)
+    h = torch.tanh(p @ M @ A)
+    reference = F.cross_entropy(p - 2.0 * (h @ M.t()), targets)
+    expected = torch.autograd.grad(total(reference, h.square().sum()), [W, A])
+
+    handoff = WeightGradHandoff()
+    e, p = embed_probabilities(z.clone(), W, vocab_first, rows, handoff)
+    h = torch.tanh(e @ A)
+    loss, _ = think_step_loss(h, W, vocab_first, 2.0, targets, token_weights(targets, PAD), rows, base=p,
+                              handoff=handoff)
+    for a, b in zip(torch.autograd.grad(total(loss, h.square().sum()), [W, A]), expected):
+        close(a, b)
+    assert handoff.grad is None  # released
+
+
+@pytest.mark.parametrize("per_row_step", [False, True])
+def test_state_recomputed_from_the_previous_step_gives_the_saved_states_gradients(per_row_step):
+    """Two steps; the second embedding recomputes its soft-max from the first step's (PreviousStep) instead of
+    saving it: the same gradients as saving it, and its own soft-max's buffer is free to be overwritten."""
+    torch.manual_seed(2)
+    N, D, rows = 7, 5, 3
+    dt = torch.float64
+    W = torch.randn(D, V, dtype=dt, requires_grad=True)
+    A = torch.randn(D, D, dtype=dt, requires_grad=True)
+    alpha = torch.tensor(2.0, dtype=dt, requires_grad=True)
+    scale = 0.5 + torch.rand(N, 1, dtype=dt) if per_row_step else 1.0
+    targets = torch.randint(0, V, (N,))
+    weights = token_weights(targets, PAD)
+    z0 = torch.randn(N, V, dtype=dt)
+
+    def two_steps(recompute):
+        step = alpha * scale
+        e, p0 = embed_probabilities(z0.clone(), W, False, rows)
+        g0 = torch.tanh(e @ A)
+        loss0, z1 = think_step_loss(g0, W, False, step, targets, weights, rows, base=p0)
+        e, _ = embed_probabilities(z1, W, False, rows, previous=PreviousStep(p0, g0, step) if recompute else None)
+        loss1, _ = think_step_loss(torch.tanh(e @ A), W, False, step, targets, weights, rows, base=z1)
+        return loss0 + loss1, z1
+
+    expected = torch.autograd.grad(two_steps(False)[0], [W, A, alpha])
+    total, p1 = two_steps(True)
+    with torch.no_grad():
+        p1.fill_(float("nan"))  # not saved: the backward recomputes it
+    for a, b in zip(torch.autograd.grad(total, [W, A, alpha]), expected):
         close(a, b)
 
 

@@ -120,10 +120,10 @@ class EBT_NLP(EnergyMinimizer):
         return self.vocab_to_embed.weight, False  # (D, V)
 
     def think_with_losses(self, input_ids, targets, learning=False, final_energy=False, initial_logits=None,
-                          keep_states=False):
+                          keep_states=False, final_state=True):
         """`forward` with the loss after every step computed inside the fused step (model/nlp/vocab_step.py):
         the same energies and losses, without the autograd graph over (B, n, V) tensors. `states` holds
-        the final logits only, or those after every step with keep_states."""
+        the final logits only, those after every step with keep_states, or none with final_state=False."""
         B, n = input_ids.shape
         z0 = self.initial_with_replayed(B, n, input_ids.device, initial_logits)
         weight, vocab_first = self.prediction_embedding()
@@ -132,7 +132,7 @@ class EBT_NLP(EnergyMinimizer):
             self.embedded_energy_function(input_ids, learning), z0, weight, vocab_first, targets, cfg.pad_token_id,
             normalize=cfg.normalize_initial_condition, soften=cfg.soften_target_prob_dist if learning else 0.0,
             rows=chunk_rows(cfg.vocab_size, cfg.vocab_chunk_mb, input_ids.device), evaluate_final_energy=final_energy,
-            keep_states=keep_states, **self.thinking_plan((B, n, 1), learning))
+            keep_states=keep_states, final_state=final_state, **self.thinking_plan((B, n, 1), learning))
 
     def normalizer(self):
         return self.normalize if self.cfg.normalize_initial_condition else None
@@ -190,7 +190,8 @@ class EBT_NLP(EnergyMinimizer):
         inputs, targets = inputs_and_targets(batch, self.cfg.pad_token_id)
         final_energy = not training if final_energy is None else final_energy
         if self.cfg.uses_fused_vocab_step:
-            result = self.think_with_losses(inputs, targets, training, final_energy, replayed_logits)
+            # only the replay buffer reads the final logits
+            result = self.think_with_losses(inputs, targets, training, final_energy, replayed_logits, final_state=replay)
         else:
             result = self(inputs, learning=training, final_energy=final_energy, initial_logits=replayed_logits)
         if replay:

@@ -19,7 +19,10 @@ two operations here keep one (N, V) tensor per step and never form the others wh
   chunk while each chunk is in cache; the backward only scales them.
 
 G = dE/de carries the second-order graph (taken with create_graph=True), so the trunk's second order is
-autograd's; these operations themselves are only ever differentiated once. With base absent and alpha = -1
+autograd's; these operations themselves are only ever differentiated once. Within one step the two share a
+`WeightGradHandoff`: the loss's weight gradient (computed in its forward) is not handed to autograd as a
+second (V, D) gradient but added, scaled, into the embedding's backward, which always runs after it (e
+feeds the loss through G), so the backward allocates one (V, D) buffer per step fewer. With base absent and alpha = -1
 the second one is a plain chunked linear cross-entropy, `linear_cross_entropy(h, W)`: the Transformer++'s
 head and loss.
 
@@ -121,6 +124,48 @@ def _add_mm_into(out, base, a, b, dtype, alpha):
         torch.add(base, a.to(dtype) @ b.to(dtype), alpha=alpha, out=out)
 
 
+class WeightGradHandoff:
+    """The loss's weight gradient of one thinking step, passed to the same step's embedding backward.
+
+    `think_step_loss` stores its (unscaled) weight gradient here instead of returning it; its backward scales
+    it by d(objective)/d(loss) and marks it ready; `embed_probabilities`' backward (always later: e feeds the
+    loss through G) accumulates p^T dL/de into it and returns the sum as the weight's gradient. A loss that
+    is not differentiated leaves it unready, and the embedding's backward then ignores it."""
+
+    def __init__(self):
+        self.grad, self.ready = None, False
+
+    def take(self):
+        """The scaled gradient if the loss's backward ran, else None; releases it either way."""
+        grad = self.grad if self.ready else None
+        self.grad, self.ready = None, False
+        return grad
+
+
+def _next_state(out, base, g, step, m, dtype):
+    """out = base - step * g @ M^T for a chunk of rows (the product in `dtype`), base None meaning 0;
+    returns step * g. The forward's state and its recomputation both come from here, so they are equal."""
+    gs = g.to(out.dtype) * step
+    if base is not None:
+        _add_mm_into(out, base, gs, m.t(), dtype, alpha=-1.0)
+    else:
+        torch.neg(_mm(gs, m.t(), dtype), out=out)
+    return gs
+
+
+class PreviousStep:
+    """What recomputes a state: state = softmax(base - step * g @ M^T), with base the previous step's soft-max
+    (kept anyway: its own embedding's backward needs it), g its dE/de (N, D) and step its alpha (scalar or
+    (N, 1)). Given to `embed_probabilities`, it saves these instead of the (N, V) soft-max."""
+
+    def __init__(self, base, g, step):
+        self.base, self.g = base, g.detach()
+        self.step = step.detach() if torch.is_tensor(step) else step
+
+    def step_for(self, rows):
+        return self.step[rows] if torch.is_tensor(self.step) and self.step.dim() > 0 else self.step
+
+
 def _softmax_backward(p, grad_p):
     """d loss / d z for p = softmax(z), given d loss / d p."""
     return p * (grad_p - (p * grad_p).sum(-1, keepdim=True))
@@ -128,10 +173,11 @@ def _softmax_backward(p, grad_p):
 
 class _EmbedProbabilities(torch.autograd.Function):
     """p = softmax(z), written over z, and e = p @ M, in row chunks. p is what the backward needs (the
-    state z is not needed again), so nothing is recomputed and no (N, V) buffer is added."""
+    state z is not needed again): saved, or, given the `PreviousStep` that made z, recomputed chunk by chunk
+    in the backward (one more product per step, one (N, V) tensor fewer held from forward to backward)."""
 
     @staticmethod
-    def forward(ctx, z, weight, vocab_first, rows):
+    def forward(ctx, z, weight, vocab_first, rows, handoff, previous):
         dtype = _compute_dtype(z)
         with torch.autocast(z.device.type, enabled=False):
             m = _vocab_by_dim(weight, vocab_first).to(dtype)
@@ -143,22 +189,35 @@ class _EmbedProbabilities(torch.autograd.Function):
         ctx.mark_dirty(z)
         if not ctx.needs_input_grad[0]:  # p's gradient only matters to a state that has one
             ctx.mark_non_differentiable(z)
-        ctx.save_for_backward(z, weight)
-        ctx.vocab_first, ctx.rows, ctx.dtype = vocab_first, rows, dtype
+        if previous is None:
+            ctx.save_for_backward(z, weight)
+        else:  # z itself is let go after this step's loss
+            ctx.save_for_backward(previous.base, weight)
+            ctx.shape, ctx.state_dtype = z.shape, z.dtype
+        ctx.vocab_first, ctx.rows, ctx.dtype, ctx.handoff, ctx.previous = vocab_first, rows, dtype, handoff, previous
         ctx.set_materialize_grads(False)  # no (N, V) zeros when p gets no gradient
         return e, z
 
     @staticmethod
     def backward(ctx, grad_e, grad_p):
-        p, weight = ctx.saved_tensors
-        dtype, vocab_first = ctx.dtype, ctx.vocab_first
-        grad_z = torch.empty_like(p) if ctx.needs_input_grad[0] else None
-        grad_w = None
-        with torch.autocast(p.device.type, enabled=False):
+        saved, weight = ctx.saved_tensors
+        dtype, vocab_first, previous = ctx.dtype, ctx.vocab_first, ctx.previous
+        ctx.previous = None
+        grad_z = torch.empty_like(saved) if ctx.needs_input_grad[0] else None
+        grad_w = ctx.handoff.take() if ctx.handoff is not None else None  # the step's loss's part, scaled
+        N = saved.shape[0]
+        if previous is not None:
+            buffer = _scratch("state", min(ctx.rows, N), ctx.shape[1], saved.device, ctx.state_dtype)
+        with torch.autocast(saved.device.type, enabled=False):
             m = _vocab_by_dim(weight, vocab_first).to(dtype)
-            for r in _chunks(p.shape[0], ctx.rows):
-                pc = p[r]
-                h = grad_e[r].to(p.dtype) if grad_e is not None else None
+            for r in _chunks(N, ctx.rows):
+                if previous is None:
+                    pc = saved[r]
+                else:  # the state as the previous step's loss made it, then its soft-max
+                    pc = buffer[:r.stop - r.start]
+                    _next_state(pc, saved[r], previous.g[r], previous.step_for(r), m, dtype)
+                    pc.div_(_row_exp_sums(pc, pc)[1])
+                h = grad_e[r].to(pc.dtype) if grad_e is not None else None
                 if ctx.needs_input_grad[1] and h is not None:  # dL/dM = p^T h
                     grad_w = _accumulate_weight_grad(grad_w, pc, h, vocab_first, dtype)
                 if grad_z is not None:  # learnable Langevin noise: the state itself has a gradient
@@ -166,7 +225,7 @@ class _EmbedProbabilities(torch.autograd.Function):
                     if grad_p is not None:
                         dp += grad_p[r]
                     grad_z[r] = _softmax_backward(pc, dp)
-        return grad_z, None if grad_w is None else grad_w.to(weight.dtype), None, None
+        return grad_z, None if grad_w is None else grad_w.to(weight.dtype), None, None, None, None
 
 
 class _ThinkStepLoss(torch.autograd.Function):
@@ -178,7 +237,8 @@ class _ThinkStepLoss(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, base, g, weight, step, targets, row_weights, smoothing, vocab_first, rows, keep_state, wants):
+    def forward(ctx, base, g, weight, step, targets, row_weights, smoothing, vocab_first, rows, keep_state, wants,
+                handoff):
         need_base, need_g, need_w, need_step = wants
         dtype = _compute_dtype(g)
         N = g.shape[0]
@@ -202,11 +262,7 @@ class _ThinkStepLoss(torch.autograd.Function):
                 s = state[r] if keep_state else scratch[:k]
                 g_r = g[r].to(math_dtype)
                 step_r = step[r] if per_row_step else step
-                gs = g_r * step_r
-                if base is not None:
-                    _add_mm_into(s, base[r], gs, m.t(), dtype, alpha=-1.0)
-                else:
-                    torch.neg(_mm(gs, m.t(), dtype), out=s)
+                gs = _next_state(s, None if base is None else base[r], g_r, step_r, m, dtype)
                 row_max, total = _row_exp_sums(exps[:k], s)
                 loss = row_max + total.log() - (1 - smoothing) * s.gather(1, safe_targets[r])
                 if smoothing:
@@ -233,8 +289,12 @@ class _ThinkStepLoss(torch.autograd.Function):
         if need_step and not per_row_step:
             grad_step = grad_step.sum().reshape(step.shape)
         # not inputs or outputs, so kept on ctx; backward scales them in place and lets them go
+        grad_w = grad_w.to(weight.dtype) if need_w else None
+        if handoff is not None:  # the embedding's backward returns it (see WeightGradHandoff)
+            handoff.grad, grad_w = grad_w, None
         ctx.grads = [grad_base.to(base.dtype) if need_base else None, grad_g.to(g.dtype) if need_g else None,
-                     grad_w.to(weight.dtype) if need_w else None, grad_step.to(step.dtype) if need_step else None]
+                     grad_w, grad_step.to(step.dtype) if need_step else None]
+        ctx.handoff = handoff
         ctx.set_materialize_grads(False)
         if not keep_state:
             return total_loss
@@ -248,8 +308,11 @@ class _ThinkStepLoss(torch.autograd.Function):
                                "computed in the forward pass and handed over)")
         grads, ctx.grads = ctx.grads, None
         if grad_total is None:
-            return (None,) * 11
-        return tuple(t.mul_(grad_total) if t is not None else None for t in grads) + (None,) * 7
+            return (None,) * 12
+        if ctx.handoff is not None and ctx.handoff.grad is not None:
+            ctx.handoff.grad.mul_(grad_total)
+            ctx.handoff.ready = True
+        return tuple(t.mul_(grad_total) if t is not None else None for t in grads) + (None,) * 8
 
 
 def _wants(*tensors):
@@ -264,21 +327,26 @@ def token_weights(targets, pad_token_id):
     return real.to(torch.float64) / real.sum().clamp(min=1)  # exact 1/count; the step casts
 
 
-def embed_probabilities(z, weight, vocab_first, rows):
+def embed_probabilities(z, weight, vocab_first, rows, handoff=None, previous=None):
     """(e, p) for logits z (N, V): p = softmax(z), computed in place over z's buffer (z is used up), and
-    e = p @ M (N, D). Gradients flow to M and, when z has one, to z."""
-    return _EmbedProbabilities.apply(z, weight, vocab_first, rows)
+    e = p @ M (N, D). Gradients flow to M and, when z has one, to z. handoff: the `WeightGradHandoff` this
+    step's `think_step_loss` fills, whose part of M's gradient the backward returns with its own.
+    previous: the `PreviousStep` whose loss made z (z without a gradient): p is recomputed from it in the
+    backward instead of being saved."""
+    assert previous is None or not z.requires_grad, "a recomputed state has no gradient of its own"
+    return _EmbedProbabilities.apply(z, weight, vocab_first, rows, handoff, previous)
 
 
-def think_step_loss(g, weight, vocab_first, step, targets, row_weights, rows, base, smoothing=0.0):
+def think_step_loss(g, weight, vocab_first, step, targets, row_weights, rows, base, smoothing=0.0, handoff=None):
     """(loss, next state z' (N, V)) of one thinking step z' = base - step * G @ M^T, see the module docstring.
 
     base: p = softmax(z) from `embed_probabilities`, or z itself without normalisation (N, V);
     g = dE/de (N, D); step: alpha, a scalar or (N, 1) tensor; row_weights: per-row loss weights
-    (`token_weights`); smoothing: label smoothing of the targets.
+    (`token_weights`); smoothing: label smoothing of the targets; handoff: the `WeightGradHandoff` given
+    to the `embed_probabilities` that made `base` (M's gradient then leaves through that one's backward).
     """
     return _ThinkStepLoss.apply(base, g, weight, step, targets, row_weights, float(smoothing), vocab_first, rows,
-                                True, _wants(base, g, weight, step))
+                                True, _wants(base, g, weight, step), handoff)
 
 
 def linear_cross_entropy(hidden, weight, targets, pad_token_id, rows):
@@ -286,7 +354,7 @@ def linear_cross_entropy(hidden, weight, targets, pad_token_id, rows):
 
     hidden (N, D), weight (V, D) (an nn.Linear(D, V) weight), targets (N,)."""
     return _ThinkStepLoss.apply(None, hidden, weight, -1.0, targets, token_weights(targets, pad_token_id), 0.0, True,
-                                rows, False, _wants(None, hidden, weight, None))
+                                rows, False, _wants(None, hidden, weight, None), None)
 
 
 # ----------------------------------------------------------------------------- the thinking loop over them
@@ -304,8 +372,8 @@ def fused_step_blocker(cfg):
 
 def think_over_vocabulary(embedded_energy, initial_logits, weight, vocab_first, targets, pad_token_id, *, step_size,
                           landscapes, create_graph, truncate, langevin_std, normalize, soften, rows,
-                          evaluate_final_energy, keep_states=False, detach_between_steps=True, grad_clamp=None,
-                          state_clamp=None):
+                          evaluate_final_energy, keep_states=False, final_state=True, detach_between_steps=True,
+                          grad_clamp=None, state_clamp=None):
     """`model.thinking.think` for the language EBT with each step's loss fused into the step.
 
     embedded_energy(e (B, n, D), landscape) -> (B, n); initial_logits (B, n, V), used up (its buffer
@@ -316,7 +384,8 @@ def think_over_vocabulary(embedded_energy, initial_logits, weight, vocab_first, 
 
     Returns a ThinkingResult with `losses`, the token-mean cross-entropy after each step, smoothed as
     configured (what `EBT_NLP.step_loss` computes from the states), and `states`: the final logits only
-    (each step's soft-max overwrites its state), or the logits after every step with keep_states.
+    (each step's soft-max overwrites its state), or the logits after every step with keep_states; none with
+    final_state=False (training without a replay buffer: a (B, n, V) buffer less at the forward's peak).
     """
     from model.thinking import ThinkingResult, _at_step  # model.thinking imports nothing from here
 
@@ -328,6 +397,7 @@ def think_over_vocabulary(embedded_energy, initial_logits, weight, vocab_first, 
     m = _vocab_by_dim(weight, vocab_first)
     result = ThinkingResult()
     z = initial_logits.reshape(N, V).detach()
+    previous = None  # how the last state was made, while it can be recomputed from kept tensors
     for i, landscape in enumerate(landscapes):
         # steps outside the objective (evaluation; all but the last with truncate_mcmc) build no graph
         learn = create_graph and (not truncate or i == T - 1)
@@ -335,8 +405,13 @@ def think_over_vocabulary(embedded_energy, initial_logits, weight, vocab_first, 
             noise_std = _at_step(langevin_std, i)
             if noise_std is not None:
                 z = z + torch.randn_like(z) * noise_std
+                previous = None  # the noise is not kept
+            handoff = WeightGradHandoff() if normalize and learn else None
             if normalize:
-                e, base = embed_probabilities(z, weight, vocab_first, rows)
+                # the last step's soft-max is recomputed in its backward; earlier ones are kept anyway, as
+                # the base a later state is recomputed from
+                recompute = previous if i == T - 1 and learn and not z.requires_grad else None
+                e, base = embed_probabilities(z, weight, vocab_first, rows, handoff, recompute)
             else:
                 e, base = _mm(z, m, _compute_dtype(z)), z
         if not learn or not e.requires_grad:
@@ -350,12 +425,19 @@ def think_over_vocabulary(embedded_energy, initial_logits, weight, vocab_first, 
             step = step.expand(B, n, 1).reshape(N, 1)
         smoothing = (T - 1 - i) / (T - 1) * soften if soften and T > 1 else 0.0
         with torch.set_grad_enabled(learn):
-            loss, z = think_step_loss(g, weight, vocab_first, step, flat_targets, row_weights, rows, base, smoothing)
+            if i == T - 1 and not (final_state or keep_states or evaluate_final_energy):
+                loss, z = _ThinkStepLoss.apply(base, g, weight, step, flat_targets, row_weights, float(smoothing),
+                                               vocab_first, rows, False, _wants(base, g, weight, step), handoff), None
+            else:
+                loss, z = think_step_loss(g, weight, vocab_first, step, flat_targets, row_weights, rows, base,
+                                          smoothing, handoff)
+        # the state just made can be recomputed from a soft-max that its step's embedding saved
+        previous = PreviousStep(base, g, step) if normalize and learn and not base.requires_grad else None
         if keep_states:  # the next step's soft-max will overwrite z
             result.states.append(z.view(B, n, V).clone() if normalize and i < T - 1 else z.view(B, n, V))
         result.energies.append(energy if learn else energy.detach())
         result.losses.append(loss)
-    if not keep_states:
+    if z is not None and not keep_states:
         result.states.append(z.view(B, n, V))
     if evaluate_final_energy:
         with torch.no_grad():
