@@ -8,6 +8,8 @@ Paths, run interleaved in one process (medians of --repeats):
 
     ebt-current   plain autograd over (B, n, V) tensors (--fused_vocab_loss off), torch's default AdamW
     ebt-fused     model/nlp/vocab_step.py (--fused_vocab_loss auto) and fused AdamW (what training uses)
+    ebt-fused-ckpt  ebt-fused with --activation_checkpointing: each step's energy gradient recomputed in the
+                  backward pass (model/thinking.py, energy_and_gradient)
     t++-current   the Transformer++: logits, then cross-entropy; default AdamW
     t++-fused     the Transformer++ with the chunked linear cross-entropy and fused AdamW
 
@@ -47,17 +49,19 @@ CONFIGS = {
     "xxs-v50277-c256-b2": ("xxs", NEOX_VOCAB, 256, 2),
     "4xs-v512-c64-b4": ("4xs", 512, 64, 4),
 }
-PATHS = ("ebt-current", "ebt-fused", "t++-current", "t++-fused")
+PATHS = ("ebt-current", "ebt-fused", "ebt-fused-ckpt", "t++-current", "t++-fused")
 PRECISION = os.environ.get("BENCH_PRECISION", "32-true")  # inherited by the memory subprocesses
 
 
 def build(path, size, vocab, context, device):
     layers, heads, dim = MODEL_SIZES[size]
-    fused = path.endswith("fused")
+    fused = "fused" in path
     hp = dict(vocab_size=vocab, context_length=context, embedding_dim=dim, num_transformer_blocks=layers,
               multiheaded_attention_heads=heads, pad_token_id=vocab - 1, ebt_type="time_embed", mcmc_num_steps=2,
               normalize_initial_condition=True, denoising_initial_condition="random_noise", mcmc_step_size=500.0,
               mcmc_step_size_learnable=True, fused_vocab_loss="auto" if fused else "off")
+    if path.endswith("ckpt"):
+        hp["activation_checkpointing"] = True
     model = (EBT_NLP(hp) if path.startswith("ebt") else Baseline_Transformer_NLP(hp)).to(device)
     groups = build_param_groups(model, 1e-3, 0.01, 1500.0)
     implementation = adamw_implementation(model.parameters(), PRECISION) if fused else {}
@@ -165,15 +169,15 @@ def run_config(config, paths, repeats, device, peak_flops):
     med = {path: statistics.median(t) for path, t in times.items()}
     print(f"\n== {config}: {size}, vocabulary {vocab}, context {context}, batch {batch_size}, {device}, "
           f"{torch.get_num_threads()} threads, median of {repeats}")
-    print(f"{'path':>12} {'ms/step':>9} {'speed-up':>9} {'tokens/s':>9} {'working MB':>11} {'ratio':>6} {'MFU':>6}")
+    print(f"{'path':>14} {'ms/step':>9} {'speed-up':>9} {'tokens/s':>9} {'working MB':>11} {'ratio':>6} {'MFU':>6}")
     memory = {path: memory_in_fresh_process(path, size, vocab, context, batch_size, device) for path in paths}
     for path in paths:
-        twin = path.replace("fused", "current")
+        twin = path.split("-")[0] + "-current"
         flops = models[path][0].estimate_flops() * tokens / med[path]
         work = memory[path]["working_mb"] if memory[path] else float("nan")
         twin_work = memory[twin]["working_mb"] if memory.get(twin) else float("nan")
-        speed = med[twin] / med[path] if twin in med else float("nan")
-        print(f"{path:>12} {med[path] * 1e3:>9.1f} {speed:>8.2f}x {tokens / med[path]:>9.0f} {work:>11.0f} "
+        speed = med[twin] / med[path] if twin in med and twin != path else float("nan")
+        print(f"{path:>14} {med[path] * 1e3:>9.1f} {speed:>8.2f}x {tokens / med[path]:>9.0f} {work:>11.0f} "
               f"{work / twin_work:>6.2f} {100 * flops / peak_flops:>5.1f}%")
     for kind in ("ebt", "t++"):
         a, b = first_losses.get(f"{kind}-fused"), first_losses.get(f"{kind}-current")
@@ -197,7 +201,7 @@ def largest_batch(path, device, budget_mb):
         batch -= 1
     else:
         measured = one
-    print(f"{path:>12}: batch {batch} peaks at {measured['peak_mb']:.0f} MB "
+    print(f"{path:>14}: batch {batch} peaks at {measured['peak_mb']:.0f} MB "
           f"({per_row:.0f} MB per row of 256 tokens)")
     return batch
 
@@ -208,7 +212,7 @@ def main(argv=None):
     parser.add_argument("--paths", nargs="*", default=list(PATHS), choices=PATHS)
     parser.add_argument("--repeats", type=whole_number(1), default=5)
     parser.add_argument("--max_batch", action="store_true",
-                        help="also find the largest xxs/NeoX/context-256 batch within --budget_mb, both EBT paths")
+                        help="also find the largest xxs/NeoX/context-256 batch within --budget_mb, each EBT path")
     parser.add_argument("--budget_mb", type=float, default=8192)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"],
@@ -227,7 +231,7 @@ def main(argv=None):
             run_config(config, args.paths, args.repeats, args.device, peak)
     if args.max_batch:
         print(f"\n== largest xxs/NeoX/context-256 training batch within {args.budget_mb:.0f} MB ({args.device})")
-        for path in ("ebt-current", "ebt-fused"):
+        for path in ("ebt-current", "ebt-fused", "ebt-fused-ckpt"):
             largest_batch(path, args.device, args.budget_mb)
 
 

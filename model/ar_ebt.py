@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-from torch.utils.checkpoint import checkpoint
 
 from model.attention import (causal_attention, ebt_attention_mask, masked_attention,
                              prediction_attention)
@@ -60,7 +59,6 @@ class AutoregressiveEBT(nn.Module):
             nn.init.zeros_(self.final_modulation[1].bias)
             nn.init.zeros_(self.energy_head.weight)
         self.rope = RotaryEmbedding(D // cfg.multiheaded_attention_heads, cfg.context_length + 2)
-        self.activation_checkpointing = cfg.activation_checkpointing
 
     # -------------------------------------------------------------------------- shared pieces
 
@@ -141,29 +139,34 @@ class AutoregressiveEBT(nn.Module):
         x = predicted
         for layer, k_o, v_o in zip(self.layers, cache.keys, cache.values):
             attend = lambda q, k, v, k_o=k_o, v_o=v_o: prediction_attention(q, k, v, k_o, v_o, self.offset + start)
-            if self.activation_checkpointing and torch.is_grad_enabled():
-                # non-reentrant checkpointing supports the double backward of training
-                x = checkpoint(layer, x, self.rope, positions, attend, condition, use_reentrant=False)
-            else:
-                x = layer(x, self.rope, positions, attend, condition)
+            x = layer(x, self.rope, positions, attend, condition)
         return self._energy_head(x, condition)
 
     def energy_function(self, observed, learning, reference=False):
         """E(embedded predictions (B, n, D), landscape) -> (B, n) against embedded observed tokens (B, n, D), the
         energy every thinking step of a batch calls. Fast path: the observed stream is computed once per
         landscape that conditions it and reused by every step (without a graph outside training);
-        reference=True: the oracle twin, one masked attention over both streams per call."""
+        reference=True: the oracle twin, one masked attention over both streams per call.
+
+        The function's `observe(landscape)` computes that shared part now (a step whose energy gradient is
+        recomputed in the backward pass computes it first, outside the recomputed region: model/thinking.py)."""
         if reference:
-            return lambda predicted, landscape: self.reference_energies(observed, predicted, landscape)
+            energy = lambda predicted, landscape: self.reference_energies(observed, predicted, landscape)
+            energy.observe = lambda landscape: None  # nothing is shared between steps
+            return energy
         caches = {}  # observed keys/values, per landscape where the landscape conditions them
 
-        def energy(predicted, landscape):
+        def observe(landscape):
             key = landscape if self.observed_depends_on_landscape else None
             if key not in caches:
                 with torch.set_grad_enabled(learning):  # evaluation needs no graph through the cache
                     caches[key] = self.observe(observed, landscape)
-            return self.energies(caches[key], predicted, landscape)
+            return caches[key]
 
+        def energy(predicted, landscape):
+            return self.energies(observe(landscape), predicted, landscape)
+
+        energy.observe = observe
         return energy
 
     # -------------------------------------------------------------------------- reference path

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
 
 from model.protocol import Model
 
@@ -116,9 +117,31 @@ def _energy_and_gradient(energy_fn, prediction, landscape):
     return energy, grad
 
 
+def energy_and_gradient(energy_fn, prediction, landscape, *, create_graph, retain_graph, recompute=False):
+    """(E(prediction) (B, n), dE/dprediction), the second-order graph kept with create_graph.
+
+    recompute (--activation_checkpointing; second-order steps only): of this computation only its inputs and
+    outputs are kept until the backward pass, which recomputes it (non-reentrant torch.utils.checkpoint,
+    under which the function may take a gradient itself). The trunk's second-order graph of every step then
+    never lives at once, only one step's during the backward. Whatever the energy keeps across steps (the
+    observed stream, `energy_fn.observe(landscape)`) is computed before, outside the recomputed region.
+    """
+    def energy_and_grad(p):
+        energy = energy_fn(p, landscape)
+        (grad,) = torch.autograd.grad(energy.sum(), p, create_graph=create_graph, retain_graph=retain_graph)
+        return energy, grad
+
+    if not (recompute and create_graph):
+        return energy_and_grad(prediction)
+    observe = getattr(energy_fn, "observe", None)
+    if observe is not None:
+        observe(landscape)
+    return checkpoint(energy_and_grad, prediction, use_reentrant=False)
+
+
 def think(energy_fn, initial_state, step_size, landscapes, *, create_graph, normalize=None,
           detach_between_steps=True, truncate=False, langevin_std=None, grad_clamp=None, state_clamp=None,
-          accept_lower_energies=False, evaluate_final_energy=False):
+          accept_lower_energies=False, evaluate_final_energy=False, recompute=False):
     """Run gradient descent on the energy from `initial_state`, one step per entry of `landscapes`.
 
     step_size: scalar tensor or a tensor broadcastable to the state (e.g. (B, n, 1) per position), or a
@@ -131,6 +154,7 @@ def think(energy_fn, initial_state, step_size, landscapes, *, create_graph, norm
     accept_lower_energies: keep a step's proposal only where it lowers the energy (test time, docs/method.md §5.3).
     evaluate_final_energy: also evaluate (without graph) the energy of the final prediction on the last
     landscape, to see whether thinking lowered it; one extra forward.
+    recompute: recompute each second-order step's energy gradient in the backward pass (`energy_and_gradient`).
     """
     result = ThinkingResult()
     state = initial_state
@@ -150,11 +174,10 @@ def think(energy_fn, initial_state, step_size, landscapes, *, create_graph, norm
             if functional:
                 energy, grad = _energy_and_gradient(energy_fn, prediction, landscape)
             else:
-                energy = energy_fn(prediction, landscape)
                 second_order = create_graph and (not truncate or i == len(landscapes) - 1)
                 # retain: later steps and the loss may still need graph shared with this one (observed stream)
-                (grad,) = torch.autograd.grad(energy.sum(), prediction, create_graph=second_order,
-                                              retain_graph=create_graph)
+                energy, grad = energy_and_gradient(energy_fn, prediction, landscape, create_graph=second_order,
+                                                   retain_graph=create_graph, recompute=recompute)
             if grad_clamp is not None:
                 grad = grad.clamp(-grad_clamp, grad_clamp)
             state = prediction - _at_step(step_size, i) * grad
@@ -289,6 +312,7 @@ class EnergyMinimizer(Model):
             detach_between_steps=not cfg.no_mcmc_detach,
             truncate=cfg.truncate_mcmc,
             langevin_std=langevin,
+            recompute=learning and getattr(cfg, "activation_checkpointing", False),
             **self.clamps(),
         )
 

@@ -159,14 +159,51 @@ def test_xxs_parameter_count_with_neox_vocabulary():
 
 
 
-def test_activation_checkpointing_gives_the_same_second_order_gradients():
+CHECKPOINTED_PATHS = {"fused": dict(fused_vocab_loss="on"), "autograd": dict(fused_vocab_loss="off"),
+                      "no_detach": dict(no_mcmc_detach=True), "default_type": dict(ebt_type="default")}
+
+
+def checkpointing_twin(checkpointing, options):
+    torch.manual_seed(0)
+    return EBT_NLP(dict(TINY, **{"ebt_type": "time_embed", "mcmc_step_size": 5.0, **options},
+                        activation_checkpointing=checkpointing)).double()
+
+
+@pytest.mark.parametrize("options", CHECKPOINTED_PATHS.values(), ids=CHECKPOINTED_PATHS.keys())
+def test_activation_checkpointing_gives_the_same_second_order_gradients(options):
     grads = {}
     for checkpointing in (False, True):
-        torch.manual_seed(0)
-        model = EBT_NLP(dict(TINY, ebt_type="time_embed", mcmc_step_size=5.0,
-                             activation_checkpointing=checkpointing)).double()
+        model = checkpointing_twin(checkpointing, options)
         torch.manual_seed(1)
         model.forward_loss_wrapper({"input_ids": torch.randint(0, 39, (3, 13))}, "train")["loss"].backward()
         grads[checkpointing] = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    assert len(grads[False]) == len(grads[True])
     for a, b in zip(grads[False], grads[True]):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def saved_for_backward_bytes(model, batch):
+    """Bytes of the distinct tensors (parameters aside) the training forward keeps for the backward pass."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    storages = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    torch.manual_seed(1)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model.forward_loss_wrapper(batch, "train")
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("fused", ["on", "off"])
+def test_activation_checkpointing_keeps_no_step_graph_until_the_backward(fused):
+    """What --activation_checkpointing is for: the trunk's second-order graph of the thinking steps is not held
+    from the forward to the backward pass (a longer context, so that the trunk's tensors dominate)."""
+    hp = dict(context_length=48, mcmc_num_steps=3, fused_vocab_loss=fused)
+    batch = {"input_ids": torch.randint(0, 39, (4, 49), generator=torch.Generator().manual_seed(0))}
+    kept = [saved_for_backward_bytes(checkpointing_twin(checkpointing, hp), batch) for checkpointing in (False, True)]
+    assert kept[1] < 0.4 * kept[0], kept

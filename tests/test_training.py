@@ -187,11 +187,11 @@ def final_weights(run_dir):
     return torch.load(os.path.join(run_dir, "checkpoints", "last.ckpt"), weights_only=False)["state_dict"]
 
 
-def assert_same_weights(state, expected, atol=1e-5):
+def assert_same_weights(state, expected, atol, rtol=0.0):
     assert state.keys() == expected.keys()
     for name, value in expected.items():
         if value.is_floating_point():
-            torch.testing.assert_close(state[name], value, rtol=0, atol=atol, msg=name)
+            torch.testing.assert_close(state[name], value, rtol=rtol, atol=atol, msg=name)
 
 
 # deterministic thinking (zero initial guess, no random step sizes or noise), with an S2 option
@@ -204,8 +204,11 @@ def test_two_process_ddp_and_fsdp_training_equal_one_process_on_the_same_global_
     """2 gloo processes of 4 rows per step train what 1 process of 8 rows does, under DDP and under FSDP2: the
     batch sampler gives rank r the batches r, r+2, ... of the one-process order, the gradients of the two halves
     are averaged, and every row has the same number of target tokens. After 3 optimizer steps every parameter
-    agrees up to float32 rounding of the gradient sums (a few ulps, grown by 3 Adam steps of lr 0.01: well under
-    1e-5). tests/test_sharding.py compares the gradients themselves, which Adam's scale invariance would hide."""
+    agrees up to float32 rounding of the gradient sums, grown by 3 Adam steps of lr 0.01: Adam divides by the
+    gradient's own scale, so an entry whose gradient is nearly cancelled turns its relative rounding into a
+    visible step (one AMD EPYC machine moved one of 8256 embedding entries by 1.4e-5). 5e-5 is far below what a
+    wrong reduction moves (about lr = 1e-2 per step); tests/test_sharding.py compares the gradients themselves,
+    which Adam's scale invariance would hide."""
     def train(name, processes, batch, *extra):
         return train_subprocess(tmp_path / name, *tiny_run(
             *model_flags, "--dataset_dir", corpus, "--max_steps", "3", "--warm_up_steps", "1",
@@ -214,7 +217,8 @@ def test_two_process_ddp_and_fsdp_training_equal_one_process_on_the_same_global_
 
     expected = final_weights(train("one", 1, 8))
     for strategy in ("ddp", "fsdp"):
-        assert_same_weights(final_weights(train(strategy, 2, 4, "--distributed_strategy", strategy)), expected)
+        assert_same_weights(final_weights(train(strategy, 2, 4, "--distributed_strategy", strategy)), expected,
+                            atol=5e-5)
 
 
 @pytest.mark.slow

@@ -118,3 +118,17 @@ def test_rollout_metrics_and_frame_strips(tmp_path):
     from PIL import Image
     assert Image.open(path).size == (4 * 10, 2 * 10)
     assert Image.open(tmp_path / "strip.gif").n_frames == 4
+
+
+def test_activation_checkpointing_gives_the_same_second_order_gradients():
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = EBT_VID(dict(TINY, ebt_type="time_embed", mcmc_step_size_learnable=True,
+                             activation_checkpointing=checkpointing))
+        torch.manual_seed(1)
+        model.forward_loss_wrapper({"latents": features().float()}, "train")["loss"].backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and "alpha" in grads[0]
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-5, atol=1e-7, msg=lambda m, name=name: f"{name}: {m}")

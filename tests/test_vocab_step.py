@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from model.config import EBT_TYPES, EBTConfig, TransformerConfig
 from model.nlp.baseline_transformer import Baseline_Transformer_NLP
+from model.nlp import vocab_step
 from model.nlp.ebt import EBT_NLP
 from model.nlp.vocab_step import (DEFAULT_CHUNK_MB, PreviousStep, WeightGradHandoff, chunk_rows, embed_probabilities,
                                   linear_cross_entropy, think_step_loss, token_weights)
@@ -19,6 +20,13 @@ TINY = dict(vocab_size=V, context_length=6, embedding_dim=16, num_transformer_bl
 
 def close(a, b, tol=1e-9):
     torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+
+
+@pytest.fixture(autouse=True)
+def vocabulary_tiles(monkeypatch):
+    """Products over the vocabulary in tiles of 8 columns (29 tokens: 4 tiles, the last one short), so that the
+    tests cover the CPU tiling that a 50k vocabulary gets."""
+    monkeypatch.setattr(vocab_step, "VOCAB_TILE", 8)
 
 
 # ----------------------------------------------------------------------------- the operations alone

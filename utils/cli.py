@@ -173,8 +173,9 @@ def build_parser():
     g.add_argument("--gaussian_random_noise_scaling", type=float, default=1.0,
                    help="std of the random initial guess")
     g.add_argument("--activation_checkpointing", action="store_true",
-                   help="recompute the prediction stream's blocks in the backward pass: more time; under "
-                        "second-order EBT training little less memory (README, 'Speed and memory')")
+                   help="EBT training: recompute each thinking step's energy gradient in the backward pass "
+                        "instead of keeping its second-order graph from the forward (about half the step's "
+                        "working memory for about 15%% more time: README, 'Speed and memory')")
     g.add_argument("--ebt_attention", default="fast", choices=["fast", "reference"],
                    help="fast = observed stream cached across steps; reference = one masked attention "
                         "over [observed; predictions] every step (slow, for checking)")

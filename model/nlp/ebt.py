@@ -71,7 +71,9 @@ class EBT_NLP(EnergyMinimizer):
     def energy_function(self, input_ids, learning):
         """E(prediction (B, n, V), landscape) -> (B, n) for a batch of observed tokens (B, n)."""
         energy = self.embedded_energy_function(input_ids, learning)
-        return lambda p, landscape: energy(self.embed_prediction(p), landscape)
+        embedded = lambda p, landscape: energy(self.embed_prediction(p), landscape)
+        embedded.observe = energy.observe
+        return embedded
 
     def forward(self, input_ids, learning=False, final_energy=False, initial_logits=None):
         """Think about the next token at every position. input_ids (B, n) -> ThinkingResult.

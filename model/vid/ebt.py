@@ -60,7 +60,9 @@ class EBT_VID(FollowsDevice, EnergyMinimizer):
     def energy_function(self, observed_features, learning):
         """E(prediction (B, n, F), landscape) -> (B, n) against observed frames (B, n, F)."""
         energy = self.transformer.energy_function(self.embed_observed(observed_features), learning)
-        return lambda p, landscape: energy(self.embed_prediction(p), landscape)
+        embedded = lambda p, landscape: energy(self.embed_prediction(p), landscape)
+        embedded.observe = energy.observe
+        return embedded
 
     def initial_state(self, rows, n, device, latest=None):
         """initial_features of the newest observed frames `latest` (B, n, F), for `rows` rows."""
