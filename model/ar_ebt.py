@@ -25,6 +25,14 @@ from model.attention import (causal_attention, ebt_attention_mask, masked_attent
 from model.blocks import Block, RMSNorm, RotaryEmbedding, ffn_hidden_dim, init_linear, modulate
 
 
+def energy_of_embedded(energy, embed):
+    """E(embed(prediction), landscape) for an `AutoregressiveEBT.energy_function` `energy`, keeping its
+    `observe` (what a recomputed thinking step computes first)."""
+    composed = lambda prediction, landscape: energy(embed(prediction), landscape)
+    composed.observe = energy.observe
+    return composed
+
+
 @dataclass
 class ObservedCache:
     """Per-layer rotated keys and values of the observed tokens, each (B, H, S, h)."""

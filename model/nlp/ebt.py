@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model.ar_ebt import AutoregressiveEBT
+from model.ar_ebt import AutoregressiveEBT, energy_of_embedded
 from model.blocks import init_linear
 from model.config import EBTConfig
 from model.flops import autoregressive_ebt_flops
@@ -71,9 +71,7 @@ class EBT_NLP(EnergyMinimizer):
     def energy_function(self, input_ids, learning):
         """E(prediction (B, n, V), landscape) -> (B, n) for a batch of observed tokens (B, n)."""
         energy = self.embedded_energy_function(input_ids, learning)
-        embedded = lambda p, landscape: energy(self.embed_prediction(p), landscape)
-        embedded.observe = energy.observe
-        return embedded
+        return energy_of_embedded(energy, self.embed_prediction)
 
     def forward(self, input_ids, learning=False, final_energy=False, initial_logits=None):
         """Think about the next token at every position. input_ids (B, n) -> ThinkingResult.

@@ -15,7 +15,7 @@ thinking at test time (more steps, best-of-N by energy) works here (the publishe
 import torch
 import torch.nn.functional as F
 
-from model.ar_ebt import AutoregressiveEBT
+from model.ar_ebt import AutoregressiveEBT, energy_of_embedded
 from model.config import VideoEBTConfig
 from model.flops import autoregressive_ebt_flops, weight_count
 from model.frozen import FollowsDevice
@@ -60,9 +60,7 @@ class EBT_VID(FollowsDevice, EnergyMinimizer):
     def energy_function(self, observed_features, learning):
         """E(prediction (B, n, F), landscape) -> (B, n) against observed frames (B, n, F)."""
         energy = self.transformer.energy_function(self.embed_observed(observed_features), learning)
-        embedded = lambda p, landscape: energy(self.embed_prediction(p), landscape)
-        embedded.observe = energy.observe
-        return embedded
+        return energy_of_embedded(energy, self.embed_prediction)
 
     def initial_state(self, rows, n, device, latest=None):
         """initial_features of the newest observed frames `latest` (B, n, F), for `rows` rows."""
