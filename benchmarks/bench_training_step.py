@@ -16,6 +16,9 @@ Paths, run interleaved in one process (medians of --repeats):
 Working memory: peak above what model, optimizer state and batch hold, measured per path in a fresh
 process around its second step (peak resident set on CPU, max_memory_allocated on GPUs). MFU: the
 model's training FLOPs (`estimate_flops`) per second over this machine's fp32 matmul peak, measured here.
+GFLOP, GFLOP/s: the matrix-product FLOPs one step really dispatches (torch's FlopCounterMode: forward, inner
+gradients and second-order backward) and their rate, which compares how efficiently paths and models run
+whatever work their method needs.
 
     python benchmarks/bench_training_step.py                          # the three configurations
     python benchmarks/bench_training_step.py --configs 4xs-v512-c64-b4 --repeats 9
@@ -31,10 +34,12 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from model.config import MODEL_SIZES  # noqa: E402
 from model.nlp.baseline_transformer import Baseline_Transformer_NLP  # noqa: E402
@@ -49,22 +54,39 @@ CONFIGS = {
     "xxs-v50277-c256-b2": ("xxs", NEOX_VOCAB, 256, 2),
     "4xs-v512-c64-b4": ("4xs", 512, 64, 4),
 }
-PATHS = ("ebt-current", "ebt-fused", "ebt-fused-ckpt", "t++-current", "t++-fused")
+
+
+@dataclass(frozen=True)
+class Path:
+    """A benchmarked training step: the model, its options over the published hyperparameters, whether
+    it uses fused AdamW, and the path (its oracle twin) it is compared with."""
+    model: type
+    options: dict
+    fused_adamw: bool
+    twin: str = None
+
+
+PATHS = {
+    "ebt-current": Path(EBT_NLP, {"fused_vocab_loss": "off"}, False),
+    "ebt-fused": Path(EBT_NLP, {"fused_vocab_loss": "auto"}, True, "ebt-current"),
+    "ebt-fused-ckpt": Path(EBT_NLP, {"fused_vocab_loss": "auto", "activation_checkpointing": True}, True,
+                           "ebt-current"),
+    "t++-current": Path(Baseline_Transformer_NLP, {"fused_vocab_loss": "off"}, False),
+    "t++-fused": Path(Baseline_Transformer_NLP, {"fused_vocab_loss": "auto"}, True, "t++-current"),
+}
 PRECISION = os.environ.get("BENCH_PRECISION", "32-true")  # inherited by the memory subprocesses
 
 
 def build(path, size, vocab, context, device):
     layers, heads, dim = MODEL_SIZES[size]
-    fused = "fused" in path
+    spec = PATHS[path]
     hp = dict(vocab_size=vocab, context_length=context, embedding_dim=dim, num_transformer_blocks=layers,
               multiheaded_attention_heads=heads, pad_token_id=vocab - 1, ebt_type="time_embed", mcmc_num_steps=2,
               normalize_initial_condition=True, denoising_initial_condition="random_noise", mcmc_step_size=500.0,
-              mcmc_step_size_learnable=True, fused_vocab_loss="auto" if fused else "off")
-    if path.endswith("ckpt"):
-        hp["activation_checkpointing"] = True
-    model = (EBT_NLP(hp) if path.startswith("ebt") else Baseline_Transformer_NLP(hp)).to(device)
+              mcmc_step_size_learnable=True, **spec.options)
+    model = spec.model(hp).to(device)
     groups = build_param_groups(model, 1e-3, 0.01, 1500.0)
-    implementation = adamw_implementation(model.parameters(), PRECISION) if fused else {}
+    implementation = adamw_implementation(model.parameters(), PRECISION) if spec.fused_adamw else {}
     return model, torch.optim.AdamW(groups, betas=(0.9, 0.999), eps=1e-8, **implementation)
 
 
@@ -148,6 +170,16 @@ def matmul_peak_flops(device, n=2048, repeats=15):
     return 2 * n**3 / min(times)
 
 
+def counted_matmul_flops(model, optimizer, batch):
+    """Matrix-product FLOPs of one training step as torch dispatches them (forward, inner gradients,
+    second-order backward): what the step really computes, against which its speed is comparable across
+    paths and models."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        train_step(model, optimizer, batch)
+    return counter.get_total_flops()
+
+
 def run_config(config, paths, repeats, device, peak_flops):
     size, vocab, context, batch_size = CONFIGS[config]
     batch = batch_for(vocab, context, batch_size, device)
@@ -158,6 +190,7 @@ def run_config(config, paths, repeats, device, peak_flops):
     for path in paths:  # warm-up; both EBT paths start from the same weights and initial guesses
         torch.manual_seed(1)
         first_losses[path] = train_step(*models[path], batch).detach()
+    counted = {path: counted_matmul_flops(*models[path], batch) for path in paths}
     for _ in range(repeats):
         for path in paths:
             _sync(device)
@@ -169,20 +202,25 @@ def run_config(config, paths, repeats, device, peak_flops):
     med = {path: statistics.median(t) for path, t in times.items()}
     print(f"\n== {config}: {size}, vocabulary {vocab}, context {context}, batch {batch_size}, {device}, "
           f"{torch.get_num_threads()} threads, median of {repeats}")
-    print(f"{'path':>14} {'ms/step':>9} {'speed-up':>9} {'tokens/s':>9} {'working MB':>11} {'ratio':>6} {'MFU':>6}")
+    print(f"{'path':>14} {'ms/step':>9} {'speed-up':>9} {'tokens/s':>9} {'working MB':>11} {'ratio':>6} {'MFU':>6} "
+          f"{'GFLOP':>7} {'GFLOP/s':>8}")
     memory = {path: memory_in_fresh_process(path, size, vocab, context, batch_size, device) for path in paths}
     for path in paths:
-        twin = path.split("-")[0] + "-current"
+        twin = PATHS[path].twin
         flops = models[path][0].estimate_flops() * tokens / med[path]
         work = memory[path]["working_mb"] if memory[path] else float("nan")
-        twin_work = memory[twin]["working_mb"] if memory.get(twin) else float("nan")
-        speed = med[twin] / med[path] if twin in med and twin != path else float("nan")
-        print(f"{path:>14} {med[path] * 1e3:>9.1f} {speed:>8.2f}x {tokens / med[path]:>9.0f} {work:>11.0f} "
-              f"{work / twin_work:>6.2f} {100 * flops / peak_flops:>5.1f}%")
-    for kind in ("ebt", "t++"):
-        a, b = first_losses.get(f"{kind}-fused"), first_losses.get(f"{kind}-current")
-        if a is not None and b is not None:
-            print(f"{kind}: max relative difference of the first step's losses, fused vs current: "
+        speed = ratio = ""  # against the twin, when it ran
+        if twin in med:
+            speed = f"{med[twin] / med[path]:.2f}x"
+            ratio = f"{work / memory[twin]['working_mb']:.2f}" if memory[twin] else "nan"
+        print(f"{path:>14} {med[path] * 1e3:>9.1f} {speed:>9} {tokens / med[path]:>9.0f} {work:>11.0f} "
+              f"{ratio:>6} {100 * flops / peak_flops:>5.1f}% {counted[path] / 1e9:>7.2f} "
+              f"{counted[path] / med[path] / 1e9:>8.1f}")
+    for path in paths:
+        twin = PATHS[path].twin
+        if twin in first_losses:
+            a, b = first_losses[path], first_losses[twin]
+            print(f"{path} vs {twin}: max relative difference of the first step's losses: "
                   f"{((a - b).abs() / b.abs()).max().item():.1e}")
     return med
 
@@ -209,7 +247,7 @@ def largest_batch(path, device, budget_mb):
 def main(argv=None):
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS) + ["none"])
-    parser.add_argument("--paths", nargs="*", default=list(PATHS), choices=PATHS)
+    parser.add_argument("--paths", nargs="*", default=list(PATHS), choices=list(PATHS))
     parser.add_argument("--repeats", type=whole_number(1), default=5)
     parser.add_argument("--max_batch", action="store_true",
                         help="also find the largest xxs/NeoX/context-256 batch within --budget_mb, each EBT path")
