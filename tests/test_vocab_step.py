@@ -4,6 +4,7 @@ parameter's second-order gradient, alpha's), in float64."""
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from model.config import EBT_TYPES, EBTConfig, TransformerConfig
 from model.nlp.baseline_transformer import Baseline_Transformer_NLP
@@ -329,3 +330,35 @@ def test_adamw_implementation_is_the_fastest_lightning_accepts():
     assert adamw_implementation(params, "bf16-mixed") == {"foreach": True}  # Lightning will not clip a fused one
     assert adamw_implementation(params, "32-true", "fsdp") == {"foreach": True}
     torch.optim.AdamW(params, **adamw_implementation(params, "32-true")).step()  # torch supports it here
+
+
+class VocabularyProducts(TorchDispatchMode):
+    """Sums the FLOPs of the matrix products that have a vocabulary-sized dimension."""
+
+    def __init__(self):
+        super().__init__()
+        self.flops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket in (torch.ops.aten.mm, torch.ops.aten.addmm, torch.ops.aten.addmm_):
+            a, b = args[-2:]  # addmm(_): (input, mat1, mat2)
+            if V in a.shape + b.shape:
+                self.flops += 2 * a.shape[0] * a.shape[1] * b.shape[1]
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_fused_step_runs_the_methods_vocabulary_products_only(tied, monkeypatch):
+    """Per thinking step the fused path runs five (B n) x V x D products (p @ M, G @ M^T, and the backward's
+    three) plus one to recompute the last step's soft-max; the autograd twin runs a sixth per step, into the
+    detached state (README, Speed and memory)."""
+    monkeypatch.setattr(vocab_step, "VOCAB_TILE", 1024)  # whole products, recognisable by their V dimension
+    fused, current = twin_models(dict(ebt_type="time_embed", vocab_to_embed_uses_prob_dist=tied))
+    batch = token_batch()
+    product = 2 * batch["input_ids"].shape[0] * TINY["context_length"] * V * TINY["embedding_dim"]
+    steps = TINY["mcmc_num_steps"]
+    for model, expected in ((fused, 5 * steps + 1), (current, 6 * steps)):
+        counter = VocabularyProducts()
+        with counter:
+            run(model, batch, "train", seed=1)
+        assert counter.flops == expected * product
